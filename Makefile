@@ -1,0 +1,22 @@
+# `make demo`: set up and train the offline demo (tiny model, bundled sample, CPU, ~2 minutes).
+# `make test`: set up and run the test suite.
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: setup demo test bench
+
+setup:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+demo: setup
+	$(UV) run --frozen dsum data check data/sample/train.csv data/sample/dev.csv data/sample/test.csv
+	$(UV) run --frozen dsum train -c configs/demo.yaml
+
+test: setup
+	$(UV) run --frozen pytest
+
+bench: setup
+	$(UV) run --frozen python benchmarks/score_speed.py
+	$(UV) run --frozen python benchmarks/train_throughput.py
+	$(UV) run --frozen python benchmarks/generate_throughput.py
