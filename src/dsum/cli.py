@@ -209,19 +209,7 @@ def main() -> None:
 
     load_dotenv(override=False)  # secrets (UPSTAGE_API_KEY, WANDB_API_KEY) from .env, never from configs
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: click reports usage errors itself (exit 2) and exits
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:  # click's own usage errors (missing option, bad value)
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -183,7 +183,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
         weight_decay=t.weight_decay,
         lr_scheduler_type=t.scheduler,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        gradient_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing=t.gradient_checkpointing,
         fp16=precision == "fp16",
         bf16=precision == "bf16",
         label_smoothing_factor=t.label_smoothing,

@@ -1,0 +1,121 @@
+"""The `dsum` command as a user runs it: outputs, exit codes, one-line errors."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, run_dsum
+
+VERBS = [
+    ["config", "show"], ["data", "check"], ["data", "preprocess"], ["score"], ["train"], ["predict"],
+    ["submission", "check"],
+]
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v))
+def test_every_verb_has_help_with_an_example(verb):
+    result = run_dsum(*verb, "--help")
+    assert result.returncode == 0
+    assert "Example: dsum" in result.stdout
+
+
+def test_score_of_references_against_themselves_is_100():
+    result = run_dsum("score", "--pred", "data/sample/dev.csv", "--gold", "data/sample/dev.csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("score 100.00")
+
+
+def test_score_json_and_per_row(tmp_path):
+    sub = pd.read_csv(REPO / "data/sample/dev.csv")[["fname", "summary"]]
+    sub.loc[0, "summary"] = ""  # an empty prediction scores 0 for its row instead of crashing
+    sub.iloc[::-1].to_csv(tmp_path / "pred.csv", index=False)  # rows matched by fname, not order
+    result = run_dsum("score", "--pred", str(tmp_path / "pred.csv"), "--gold", "data/sample/dev.csv",
+                      "--json", "--per-row", str(tmp_path / "rows.csv"))
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"score", "rouge1", "rouge2", "rougeL", "rows"} and scores["rows"] == 20
+    assert scores["score"] == pytest.approx(100 * 19 / 20, abs=1e-4)
+    rows = pd.read_csv(tmp_path / "rows.csv")
+    assert rows.loc[rows.fname == sub.fname[0], "score"].item() == 0
+
+
+def test_score_real_dev_is_100(shared_data):
+    dev = shared_data / "competition-ko" / "dev.csv"
+    result = run_dsum("score", "--pred", str(dev), "--gold", str(dev))
+    assert result.returncode == 0 and "score 100.00" in result.stdout
+
+
+def test_score_three_references_whitespace(shared_data, tmp_path):
+    gold = shared_data / "dialogsum-en" / "dialogsum.test.jsonl"
+    rows = [json.loads(line) for line in gold.read_text().splitlines()]
+    pd.DataFrame({"fname": [r["fname"] for r in rows], "summary": [r["summary1"] for r in rows]}).to_csv(
+        tmp_path / "pred.csv", index=False)
+    result = run_dsum("score", "--tokenizer", "whitespace", "--pred", str(tmp_path / "pred.csv"), "--gold", str(gold))
+    assert result.returncode == 0, result.stderr
+    score = float(result.stdout.split()[1])
+    assert 0 < score < 100  # summary1 is only one of the three references
+    assert "ROUGE-1" in result.stdout and "ROUGE-2" in result.stdout and "ROUGE-L" in result.stdout
+
+
+def test_data_check_real_files_lists_tokens(shared_data):
+    ko = shared_data / "competition-ko"
+    result = run_dsum("data", "check", str(ko / "dev.csv"), str(ko / "test.csv"), "--json")
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    dev_tokens = reports[0]["tokens"]
+    assert dev_tokens["#Person1#"] > 1000 and dev_tokens["#PhoneNumber#"] == 5
+    assert reports[1]["tokens"]["#PassportNumber#"] == 1
+    table = run_dsum("data", "check", str(ko / "dev.csv"))
+    assert "#Person1#" in table.stdout and "#DateOfBirth#" in table.stdout
+
+
+def test_data_check_error_exits_2(tmp_path):
+    (tmp_path / "dev.csv").write_text("fname,dialogue,summary\ndev_0,#Person1#: 안녕,\n", encoding="utf-8")
+    result = run_dsum("data", "check", str(tmp_path / "dev.csv"))
+    assert result.returncode == 2 and "empty" in result.stdout
+
+
+def test_preprocess_reports_rules(tmp_path):
+    (tmp_path / "in.csv").write_text('fname,dialogue,summary\nd0,"#Person1#: 좋아ㅋㅋㅋ  ㅠㅠ",#Person1#는 웃는다.\n', encoding="utf-8")
+    result = run_dsum("data", "preprocess", str(tmp_path / "in.csv"), str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(tmp_path / "out.csv")["dialogue"][0] == "#Person1#: 좋아웃음 슬픔"
+    assert "laugh_k" in result.stdout
+
+
+def test_config_show_applies_overrides():
+    result = run_dsum("config", "show", "-c", "configs/demo.yaml", "--set", "training.learning_rate=3e-5",
+                      "--set", "general.notes=lr sweep")
+    assert result.returncode == 0, result.stderr
+    shown = yaml.safe_load(result.stdout)
+    assert shown["training"]["learning_rate"] == 3e-5 and shown["general"]["notes"] == "lr sweep"
+    assert shown["model"]["tiny"]["architecture"] == "bart"
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["config", "show", "-c", "configs/demo.yaml", "--set", "training.learnig_rate=1"], "did you mean 'learning_rate'"),
+        (["config", "show", "-c", "configs/nope.yaml"], "config file not found"),
+        (["score", "--pred", "nope.csv", "--gold", "data/sample/dev.csv"], "nope.csv does not exist"),
+        (["score", "--pred", "data/sample/test.csv", "--gold", "data/sample/dev.csv"], "summary"),
+        (["score", "--pred", "data/sample/dev.csv", "--gold", "data/sample/dev.csv", "--tokenizer", "okt"], "unknown tokenizer"),
+        (["data", "check", "missing.csv"], "missing.csv does not exist"),
+    ],
+    ids=["config-typo", "missing-config", "missing-file", "missing-column", "bad-tokenizer", "check-missing-file"],
+)
+def test_user_errors_are_one_line_exit_2(args, expected):
+    result = run_dsum(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_id_is_an_error(tmp_path):
+    sub = pd.read_csv(REPO / "data/sample/dev.csv")[["fname", "summary"]].iloc[1:]
+    sub.to_csv(tmp_path / "pred.csv", index=False)
+    result = run_dsum("score", "--pred", str(tmp_path / "pred.csv"), "--gold", "data/sample/dev.csv")
+    assert result.returncode == 2 and "no prediction" in result.stderr
