@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, run_dsum
+
 from dsum.config import load_config
 from dsum.data import read_examples, reference_map
 from dsum.errors import UserError

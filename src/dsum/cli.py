@@ -126,9 +126,9 @@ def score(
 
     Example: dsum score --pred runs/demo/dev_submission.csv --gold data/sample/dev.csv
     """
+    from dsum.atomic import atomic_write_text
     from dsum.data import read_examples, read_predictions, reference_map
     from dsum.metric import score_texts
-    from dsum.rundir import atomic_write_text
 
     result = score_texts(read_predictions(pred), reference_map(read_examples(gold, require_summary=True)), tokenizer)
     if per_row:

@@ -53,7 +53,14 @@ def add_special_tokens(model, tokenizer, special_tokens: Sequence[str]) -> int:
 
 def train_tokenizer(texts: Iterable[str], tiny: TinyModelConfig, special_tokens: Sequence[str]):
     """A BPE tokenizer (sentencepiece-style spaces) trained on the given text with `tokenizers`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     base_specials = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
@@ -87,7 +94,12 @@ def train_tokenizer(texts: Iterable[str], tiny: TinyModelConfig, special_tokens:
 def build_tiny_model(tiny: TinyModelConfig, tokenizer):
     """A randomly initialised BART or T5 of the configured size, matching the tokenizer's ids."""
     import torch
-    from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     torch.manual_seed(0)  # the same config always builds the same starting weights
     ids = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dsum.atomic import atomic_write_text
 from dsum.config import Config
 from dsum.data import Example, read_examples, reference_map
 from dsum.errors import UserError
 from dsum.generate import generate_summaries
 from dsum.metric import Score, score_texts
-from dsum.rundir import atomic_write_text
 from dsum.submission import check_submission, write_submission
 from dsum.text import normalizer_from_config
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from dsum.atomic import atomic_write_text
 from dsum.errors import UserError
 
 # Special tokens of KoBART-like tokenizers that leak into decoded text when generation output is
@@ -94,20 +93,7 @@ def write_submission(
     frame = frame[[c for c in header if c != ""]]
     with_index = header[0] == ""  # pandas writes an empty header cell for an unnamed index
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same folder so os.replace is an atomic rename (same file system): a crash
-    # never leaves a half-written submission at `path`.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            frame.to_csv(handle, index=with_index, lineterminator="\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a submission is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, frame.to_csv(index=with_index, lineterminator="\n"))
     return path
 
 

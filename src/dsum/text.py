@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsum.atomic import atomic_write_text
 from dsum.errors import UserError
 
 # The 15 tokens of the competition data: up to 7 speakers and 8 kinds of masked personal data.
@@ -177,7 +176,9 @@ def text_columns(columns: Iterable[str]) -> list[str]:
 def preprocess_file(src: Path, dst: Path, normalizer: Normalizer) -> dict[str, int]:
     """Cleans the dialogue and summary columns of `src` into `dst` (same format, same columns and
     row order); returns, per rule, how many rows it changed. `dst` may be `src`."""
-    from dsum.data import read_table  # here, not at the top: dsum.data imports this module
+    from dsum.data import (
+        read_table,  # here, not at the top: dsum.data imports this module
+    )
 
     src, dst = Path(src), Path(dst)
     fmt = _format_of(src)
@@ -204,7 +205,7 @@ def preprocess_file(src: Path, dst: Path, normalizer: Normalizer) -> dict[str, i
         body = table.to_csv(index=False, lineterminator="\n")
     else:
         body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_dict("records"))
-    _write_atomic(dst, body)
+    atomic_write_text(dst, body)
     return counts
 
 
@@ -215,18 +216,3 @@ def _format_of(path: Path) -> str:
     if suffix in (".jsonl", ".json"):
         return "jsonl"
     raise UserError(f"{path}: unsupported file type {suffix!r}: use a .csv or .jsonl file")
-
-
-def _write_atomic(path: Path, body: str) -> None:
-    """Writes via a temp file in the same folder, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -18,13 +18,14 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from dsum.atomic import atomic_write_text, write_json
 from dsum.config import Config
 from dsum.data import Example, file_sha256, read_examples, reference_map
 from dsum.errors import UserError
-from dsum.generate import clean_summary, generate_summaries, generation_kwargs
+from dsum.generate import clean_summary, generation_kwargs
 from dsum.metric import score_texts
 from dsum.modeling import load_model_and_tokenizer
-from dsum.rundir import atomic_write_text, choose_run_dir, environment_record, write_json
+from dsum.rundir import choose_run_dir, environment_record
 from dsum.text import Normalizer, normalizer_from_config, special_tokens_for
 
 log = logging.getLogger("dsum.train")
