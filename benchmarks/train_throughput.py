@@ -19,9 +19,9 @@ samples after a few untimed warm-up steps. Only the batching differs:
 
 The two paths run interleaved, batch by batch, and each step is timed on its own: on a shared
 machine both paths then see the same background load. A step's time includes building its batch
-(the collator's padding for dsum); the organiser's up-front tokenization is not timed. Printed per path: samples/s, seconds, and
-real vs fed tokens (attention-mask sum / non-pad labels against the numel of the batches). The
-last line is `ratio: <dsum samples/s / organiser samples/s>`.
+(the collator's padding for dsum); the organiser's up-front tokenization is not timed. Printed
+per path: samples/s, seconds, and real vs fed tokens (attention-mask sum / non-pad labels
+against the numel of the batches). The last line is `ratio: <dsum / organiser samples/s>`.
 """
 
 from __future__ import annotations
