@@ -1,0 +1,128 @@
+"""`dsum llm summarize`: summaries of a split from a chat model; a checked submission; the dev score.
+
+Writes into <general.output_dir>/<general.run_name or llm_<model>>/: `<split>_submission.csv`,
+`dev_predictions.csv` (dev: prediction, references, per-row scores), `<split>_llm_report.json`
+(the closing report), `<split>_failures.csv` when rows failed, and the resolved `config.yaml`.
+The same command run again overwrites them and sends only what the cache does not hold.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from dsum.atomic import atomic_write_text, write_json
+from dsum.config import Config
+from dsum.data import Example, read_examples, reference_map
+from dsum.errors import UserError
+from dsum.llm.client import ChatRequest, ChatRunner, RunStats, report_table
+from dsum.llm.prompts import Shot, ShotRetriever, chat_messages, clean_answer
+from dsum.metric import Score, get_tokenizer, score_texts
+from dsum.submission import check_submission, write_submission
+from dsum.text import normalizer_from_config
+
+
+@dataclass
+class SummarizeResult:
+    submission: Path
+    stats: RunStats
+    score: Score | None  # dev only
+
+
+def output_dir(cfg: Config) -> Path:
+    return cfg.general.output_dir / (cfg.general.run_name or f"llm_{Path(cfg.llm.model).name}")
+
+
+def summarize_split(
+    cfg: Config, split: str, limit: int | None = None, use_cache: bool = True, console: Console | None = None
+) -> SummarizeResult:
+    if split not in ("dev", "test"):
+        raise UserError(f"--split must be dev or test, not {split!r}")
+    console = console or Console(stderr=True)
+    examples = read_examples(cfg.data.dev if split == "dev" else cfg.data.test, require_summary=split == "dev")
+    if limit is not None:
+        examples = examples[:limit]
+    runner = ChatRunner(cfg.llm, use_cache=use_cache, console=console)  # a missing key stops us here
+
+    normalize = normalizer_from_config(cfg.data) or (lambda text: text)
+    retriever = _retriever(cfg, normalize) if cfg.llm.shots else None
+    requests = []
+    for ex in examples:
+        dialogue = normalize(ex.dialogue)
+        shots = retriever.select(ex.fname, dialogue) if retriever else []
+        messages = chat_messages(cfg.llm.system_prompt, cfg.llm.user_prompt, dialogue, shots)
+        requests.append(ChatRequest(messages, cfg.llm.temperature, cfg.llm.top_p, cfg.llm.max_tokens))
+
+    results = runner.run(requests, description=f"{split} summaries")
+    predictions, failures = {}, []
+    for ex, result in zip(examples, results):
+        summary = clean_answer(result.text) if result.text is not None else ""
+        if result.text is not None and not summary:
+            failures.append((ex.fname, "the answer is empty after clean-up (rerun with --no-cache, or change the prompt)"))
+        elif result.text is None:
+            failures.append((ex.fname, result.error))
+        else:
+            predictions[ex.fname] = summary
+
+    out_dir = output_dir(cfg)
+    atomic_write_text(out_dir / "config.yaml", cfg.to_yaml())
+    failures_path = out_dir / f"{split}_failures.csv"
+    report = {"split": split, "rows": len(examples), "model": cfg.llm.model, "shots": cfg.llm.shots, **runner.stats.to_dict()}
+    console.print(report_table(runner.stats, title=f"LLM report ({split})"))
+    if failures:
+        atomic_write_text(failures_path, pd.DataFrame(failures, columns=["fname", "error"]).to_csv(index=False))
+        write_json(out_dir / f"{split}_llm_report.json", {**report, "failures": len(failures)})
+        raise UserError(
+            f"{len(failures)} of {len(examples)} rows failed (listed in {failures_path}); no submission written. "
+            "Run the same command again: answered rows come from the cache and only the failed ones are sent"
+        )
+    failures_path.unlink(missing_ok=True)
+
+    submission = out_dir / f"{split}_submission.csv"
+    _write_checked(cfg, submission, predictions, examples)
+    score = None
+    if split == "dev":
+        score = score_texts(predictions, reference_map(examples), tokenizer=cfg.metric.tokenizer)
+        _write_dev_predictions(out_dir / "dev_predictions.csv", examples, predictions, score)
+        report.update(score=score.score, rouge1=score.rouge1, rouge2=score.rouge2, rougeL=score.rougeL)
+    write_json(out_dir / f"{split}_llm_report.json", report)
+    return SummarizeResult(submission, runner.stats, score)
+
+
+def _retriever(cfg: Config, normalize) -> ShotRetriever:
+    pool = [
+        Shot(normalize(ex.dialogue), ex.summaries[0])
+        for path in cfg.data.train
+        for ex in read_examples(path, require_summary=True)
+    ]
+    return ShotRetriever(pool, cfg.llm.shots, cfg.llm.shot_selection, get_tokenizer(cfg.metric.tokenizer), cfg.general.seed)
+
+
+def _write_checked(cfg: Config, path: Path, predictions: dict[str, str], examples: list[Example]) -> None:
+    """Write in the sample's layout, then run the submission check against the rows asked for
+    (all of the split, or the first --limit rows)."""
+    fnames = [ex.fname for ex in examples]
+    write_submission(path, predictions, fnames, cfg.data.sample_submission)
+    with tempfile.TemporaryDirectory() as tmp:
+        ids = Path(tmp) / "ids.csv"
+        pd.DataFrame({"fname": fnames}).to_csv(ids, index=False)
+        problems = check_submission(path, ids, cfg.data.sample_submission)
+    if problems:
+        raise UserError(f"{path} failed the submission check: " + "; ".join(problems))
+
+
+def _write_dev_predictions(path: Path, examples: list[Example], predictions: dict[str, str], score: Score) -> None:
+    per_row = {row.fname: row for row in score.per_row}
+    records = []
+    for ex in examples:
+        row = per_row[ex.fname]
+        record = {"fname": ex.fname, "prediction": predictions[ex.fname]}
+        names = [f"reference{i + 1}" for i in range(len(ex.summaries))] if len(ex.summaries) > 1 else ["reference"]
+        record.update(zip(names, ex.summaries))
+        record.update(score=row.score, rouge1=row.rouge1, rouge2=row.rouge2, rougeL=row.rougeL)
+        records.append(record)
+    atomic_write_text(path, pd.DataFrame(records).to_csv(index=False))
