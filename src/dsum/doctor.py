@@ -1,0 +1,212 @@
+"""`dsum doctor`: the team's pre-experiment checklist as real checks, before hours go into a run.
+
+Each check answers one question a teammate would otherwise find out an hour into training: is there
+a GPU for this precision, are the data files there and sound, can the model be loaded from here,
+where will the tracker write, is there disk for the checkpoints, does the board's analyser work.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsum.config import Config, ModelConfig, TinyModelConfig
+from dsum.errors import UserError
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+KOBART_PARAMS = 124_000_000  # digit82/kobart-summarization, assumed when the model's config is not at hand
+# A Trainer checkpoint holds fp32 weights (4 bytes/param) and AdamW's two moments (8 bytes/param).
+CHECKPOINT_BYTES_PER_PARAM = 12
+GIB = 1024**3
+
+
+@dataclass
+class Check:
+    name: str
+    level: str  # ok | warn | fail
+    detail: str
+
+
+def run_checks(cfg: Config, source: str = "config") -> list[Check]:
+    """All checks in the order a run needs them; the config itself was valid if we got here."""
+    return [
+        Check("config", OK, f"{source} loads and validates"),
+        check_gpu(cfg.training.precision),
+        check_data(cfg),
+        check_model(cfg.model),
+        check_tracking(cfg),
+        check_disk(cfg),
+        check_analyser(cfg.metric.tokenizer),
+    ]
+
+
+def check_gpu(precision: str) -> Check:
+    """A visible CUDA GPU, its memory and bf16 support, against training.precision."""
+    import torch
+
+    if not torch.cuda.is_available():
+        if precision in ("fp16", "bf16"):
+            return Check("GPU", FAIL, f"no CUDA GPU visible; training.precision={precision} needs one "
+                                      "(--set training.precision=auto trains in fp32 on CPU)")
+        return Check("GPU", WARN, "no CUDA GPU visible: fp32 on CPU, slow (fine only for tiny models)")
+    props = torch.cuda.get_device_properties(0)
+    bf16 = torch.cuda.is_bf16_supported()
+    count = torch.cuda.device_count()
+    detail = f"{count}× {props.name}, {props.total_memory / GIB:.1f} GiB, bf16 {'yes' if bf16 else 'no'}"
+    if precision == "bf16" and not bf16:
+        return Check("GPU", FAIL, f"{detail}; training.precision=bf16 is not supported here (use fp16 or auto)")
+    resolved = ("bf16" if bf16 else "fp16") if precision == "auto" else precision
+    return Check("GPU", OK, f"{detail}; precision {precision} → {resolved}")
+
+
+def check_data(cfg: Config) -> Check:
+    """Every data file of the config exists and passes `dsum data check` without errors."""
+    from dsum.data import check_files
+
+    d = cfg.data
+    paths = [*d.train, d.dev, d.test] + ([d.sample_submission] if d.sample_submission else [])
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        return Check("data", FAIL, f"missing: {', '.join(missing)}")
+    try:
+        reports = check_files(paths)
+    except UserError as exc:
+        return Check("data", FAIL, str(exc))
+    rows = ", ".join(f"{Path(r.path).name} {r.rows}" for r in reports)
+    errors = [f"{Path(f.file).name}: {f.message}" for r in reports for f in r.findings if f.level == "error"]
+    warnings = sum(f.level == "warning" for r in reports for f in r.findings)
+    if errors:
+        return Check("data", FAIL, f"{len(errors)} error(s), e.g. {errors[0]} (see dsum data check)")
+    if warnings:
+        return Check("data", WARN, f"rows: {rows}; {warnings} warning(s) (see dsum data check)")
+    return Check("data", OK, f"rows: {rows}; no problem found")
+
+
+def check_model(model: ModelConfig) -> Check:
+    """The model loads from here: tiny (built offline), a local folder, the HF cache, or a reachable hub."""
+    if model.tiny is not None:
+        return Check("model", OK, f"tiny {model.tiny.architecture}, built offline from the config")
+    folder = Path(model.name)
+    if folder.is_dir():
+        if (folder / "config.json").is_file():
+            return Check("model", OK, f"local folder {folder}")
+        return Check("model", FAIL, f"local folder {folder} has no config.json (not a save_pretrained folder)")
+    if cached_config(model.name):
+        return Check("model", OK, f"{model.name} is in the Hugging Face cache")
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        model_info(model.name, timeout=5)
+    except RepositoryNotFoundError:
+        return Check("model", FAIL, f"{model.name} is not on the hub (check the name) and not a local folder")
+    except Exception as exc:  # offline, DNS, timeout, proxy: all mean "cannot download from here"
+        return Check("model", FAIL, f"{model.name} is not cached and the hub is unreachable ({type(exc).__name__})")
+    return Check("model", OK, f"{model.name} reachable on the hub (downloaded at the first run)")
+
+
+def cached_config(name: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:  # not a valid repo id (e.g. a path that does not exist)
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def check_tracking(cfg: Config) -> Check:
+    """Where the tracker will write; for W&B the mode the run will get (the tracker's own rule)."""
+    t = cfg.tracking
+    if t.backend == "none":
+        return Check("tracking", OK, "tracking off (tracking.backend=none)")
+    if t.backend == "mlflow":
+        uri = t.uri or f"sqlite:///{Path(cfg.general.output_dir).resolve() / 'mlflow.db'}"
+        return Check("tracking", OK, f"MLflow, experiment {t.project}, store {uri}")
+    if t.backend == "tensorboard":
+        return Check("tracking", OK, "TensorBoard event files in <run>/tensorboard")
+    from dsum.tracking import wandb_logged_in, wandb_mode
+
+    mode, login = wandb_mode(t), wandb_login_source()
+    if mode == "disabled":
+        return Check("tracking", WARN, "W&B disabled (tracking.mode or WANDB_MODE): nothing will be logged")
+    if mode == "offline":
+        why = "no API key (WANDB_API_KEY, .env or wandb login)" if not wandb_logged_in() else "offline mode set"
+        return Check("tracking", WARN, f"W&B offline: {why}; run wandb sync later")
+    return Check("tracking", OK, f"W&B online, project {t.project}, key from {login or 'unknown'}")
+
+
+def wandb_login_source() -> str | None:
+    """Where the W&B key comes from, to show (never the key itself)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return "WANDB_API_KEY"
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        if path.is_file() and netrc.netrc(path).authenticators("api.wandb.ai"):
+            return str(path)
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return None
+
+
+def check_disk(cfg: Config) -> Check:
+    """Free space where the run will be written against what its checkpoints will take."""
+    target = Path(cfg.general.output_dir).resolve()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    params, source = parameter_count(cfg.model)
+    copies = cfg.training.save_total_limit + 1  # + checkpoint-best
+    need = params * CHECKPOINT_BYTES_PER_PARAM * copies
+    detail = (f"{free / GIB:.1f} GiB free at {existing}; checkpoints need ~{need / GIB:.2f} GiB "
+              f"({copies} × {params / 1e6:.1f}M params × {CHECKPOINT_BYTES_PER_PARAM} B, {source})")
+    if free < need:
+        return Check("disk", FAIL, detail)
+    if free < 2 * need:
+        return Check("disk", WARN, detail + "; little room for anything else")
+    return Check("disk", OK, detail)
+
+
+def parameter_count(model: ModelConfig) -> tuple[int, str]:
+    """(parameters, where the number comes from)."""
+    if model.tiny is not None:
+        return tiny_parameter_count(model.tiny), "tiny config, approximate"
+    folder = Path(model.name)
+    config = folder / "config.json" if (folder / "config.json").is_file() else cached_config(model.name)
+    if config is None:
+        return KOBART_PARAMS, "model config not at hand: assumed KoBART size"
+    import torch
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    with torch.device("meta"):  # shapes only: no memory, no weights read
+        built = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(config.parent))
+    return sum(p.numel() for p in built.parameters()), "from the model's config.json"
+
+
+def tiny_parameter_count(tiny: TinyModelConfig) -> int:
+    """Shared embeddings + per layer: encoder (self-attention 4d² + FFN 2·d·ffn), decoder (two attentions + FFN)."""
+    d = tiny.d_model
+    positions = 2 * 1026 * d if tiny.architecture == "bart" else 0  # BART learns 1024 (+2) positions per side
+    return tiny.vocab_size * d + positions + tiny.layers * (12 * d * d + 4 * d * tiny.ffn_dim)
+
+
+def check_analyser(name: str) -> Check:
+    """The morpheme analyser of the board's metric imports and splits a Korean greeting."""
+    if name == "whitespace":
+        return Check("analyser", WARN, "metric.tokenizer=whitespace: scores will not match the board (mecab)")
+    from dsum.metric import get_tokenizer
+
+    try:
+        morphs = get_tokenizer(name)("안녕하세요")
+    except Exception as exc:  # missing package or dictionary: the message says which
+        return Check("analyser", FAIL, f"{name}: {type(exc).__name__}: {exc}")
+    if not morphs:
+        return Check("analyser", FAIL, f"{name} returned no morphemes for 안녕하세요")
+    return Check("analyser", OK, f"{name}: 안녕하세요 → {' / '.join(morphs)}")
+
+
+def has_failures(checks: list[Check]) -> bool:
+    return any(c.level == FAIL for c in checks)

@@ -1,0 +1,311 @@
+"""Run directories as a team sees them: is it still running, which is best, what changed between two.
+
+A run directory (runs/<name>/, see rundir.py) already holds everything needed: config.yaml,
+metrics.json and train_log.jsonl. This module only adds status.json, written by training at its
+start and end, so that a killed run (no metrics.json, a dead pid) reads "crashed", not "running".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dsum.atomic import write_json
+from dsum.errors import UserError
+
+STATUSES = ("running", "finished", "failed", "pruned")  # pruned: stopped early by dsum tune
+SORT_KEYS = ("score", "date", "name")
+
+
+# ---------------------------------------------------------------------------------------------
+# Status
+
+
+def mark_status(run_dir: Path, status: str) -> None:
+    """Write run_dir/status.json: the status, this process and host, when it started and last changed."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+    path = Path(run_dir) / "status.json"
+    now = datetime.now().astimezone().isoformat(timespec="seconds")
+    started = _read_json(path).get("started", now)  # a resumed run keeps its first start
+    write_json(path, {"status": status, "pid": os.getpid(), "host": socket.gethostname(), "started": started, "updated": now})
+
+
+def run_status(run_dir: Path) -> str:
+    """finished | failed | pruned | running | running? (another host: cannot tell) | crashed."""
+    run_dir = Path(run_dir)
+    state = _read_json(run_dir / "status.json")
+    if (run_dir / "metrics.json").is_file() or state.get("status") == "finished":
+        return "finished"
+    if state.get("status") in ("failed", "pruned"):
+        return state["status"]
+    if state.get("status") == "running":
+        if state.get("host") != socket.gethostname():
+            return "running?"
+        if _pid_alive(state.get("pid")):
+            return "running"
+    return "crashed"
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and listing runs
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.yaml").is_file()
+
+
+def available_runs(output_dir: Path) -> list[str]:
+    output_dir = Path(output_dir)
+    return sorted(p.name for p in output_dir.iterdir() if is_run_dir(p)) if output_dir.is_dir() else []
+
+
+def find_run(ref: str | Path, output_dir: Path = Path("runs")) -> Path:
+    """A run given as a directory path or as a name under output_dir; else a UserError naming the runs."""
+    for candidate in (Path(ref), Path(output_dir) / str(ref)):
+        if is_run_dir(candidate):
+            return candidate
+    names = available_runs(output_dir)
+    listed = ", ".join(names) if names else "none"
+    raise UserError(f"no run {str(ref)!r} under {output_dir} (available: {listed}); give a run name or a run directory")
+
+
+def read_config(run_dir: Path) -> dict:
+    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")) or {}
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return _read_json(Path(run_dir) / "metrics.json")
+
+
+@dataclass
+class RunRow:
+    name: str
+    path: str
+    date: str
+    model: str
+    learning_rate: float | None
+    batch_size: int | None
+    epochs: float | None
+    score: float | None
+    best_epoch: float | None
+    status: str
+
+
+def model_label(config: dict) -> str:
+    model = config.get("model") or {}
+    tiny = model.get("tiny")
+    return f"tiny-{tiny.get('architecture', 'bart')}" if tiny else str(model.get("name"))
+
+
+def run_date(run_dir: Path) -> str:
+    """When the run started: status.json's start, else when config.yaml was written (at the start)."""
+    started = _read_json(Path(run_dir) / "status.json").get("started")
+    try:
+        return datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):  # no status.json (an older run) or a hand-edited one
+        pass
+    return datetime.fromtimestamp((Path(run_dir) / "config.yaml").stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+
+
+def run_row(run_dir: Path) -> RunRow:
+    config, metrics = read_config(run_dir), read_metrics(run_dir)
+    training = config.get("training") or {}
+    return RunRow(
+        name=run_dir.name,
+        path=str(run_dir),
+        date=run_date(run_dir),
+        model=model_label(config),
+        learning_rate=training.get("learning_rate"),
+        batch_size=training.get("batch_size"),
+        epochs=training.get("epochs"),
+        score=(metrics.get("dev") or {}).get("score"),
+        best_epoch=metrics.get("best_epoch"),
+        status=run_status(run_dir),
+    )
+
+
+def list_runs(output_dir: Path = Path("runs"), sort: str = "score") -> list[RunRow]:
+    """Every run under output_dir; sorted by dev score (best first, unscored last), date (newest first) or name."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise UserError(f"no runs directory {output_dir}; train a run first (dsum train -c configs/demo.yaml) or pass --dir")
+    if sort not in SORT_KEYS:
+        raise UserError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
+    rows = [run_row(p) for p in sorted(output_dir.iterdir()) if is_run_dir(p)]
+    if sort == "score":
+        return sorted(rows, key=lambda r: (r.score is None, -(r.score or 0.0), r.name))
+    if sort == "date":
+        return sorted(rows, key=lambda r: r.date, reverse=True)
+    return sorted(rows, key=lambda r: r.name)
+
+
+def rows_as_dicts(rows: list[RunRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing two runs
+
+# (label, where in metrics.json)
+COMPARED_METRICS = (
+    ("score", ("dev", "score")),
+    ("rouge1", ("dev", "rouge1")),
+    ("rouge2", ("dev", "rouge2")),
+    ("rougeL", ("dev", "rougeL")),
+    ("best_epoch", ("best_epoch",)),
+    ("train_runtime_s", ("train_runtime_s",)),
+)
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """{"training": {"learning_rate": 1e-5}} → {"training.learning_rate": 1e-5}; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+MISSING = object()  # a key one config has and the other lacks
+
+
+def config_diff(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every key whose values differ; MISSING where absent.
+
+    A section only one config has (a newer dsum added it) is one row, not one row per key.
+    """
+    flat_a, flat_b = flatten(_fold_sections_only_in(a, b)), flatten(_fold_sections_only_in(b, a))
+    keys = list(flat_a) + [k for k in flat_b if k not in flat_a]
+    return [
+        (key, flat_a.get(key, MISSING), flat_b.get(key, MISSING))
+        for key in keys
+        if flat_a.get(key, MISSING) != flat_b.get(key, MISSING)
+    ]
+
+
+def _fold_sections_only_in(config: dict, other: dict) -> dict:
+    return {
+        key: f"(section of {len(flatten(value))} keys)" if isinstance(value, dict) and key not in other else value
+        for key, value in config.items()
+    }
+
+
+def metric_diff(a: dict, b: dict) -> list[tuple[str, Any, Any, float | None]]:
+    """(metric, value in a, value in b, b − a) for the compared metrics of two metrics.json."""
+    rows = []
+    for label, where in COMPARED_METRICS:
+        va, vb = _dig(a, where), _dig(b, where)
+        numeric = isinstance(va, (int, float)) and isinstance(vb, (int, float))
+        rows.append((label, va, vb, vb - va if numeric else None))
+    return rows
+
+
+def _dig(data: dict, where: tuple[str, ...]) -> Any:
+    for key in where:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def format_value(value: Any) -> str:
+    if value is MISSING:
+        return "—"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "[]"
+    return str(value)
+
+
+def format_metric(name: str, value: Any, signed: bool = False) -> str:
+    """Scores with 2 decimals, ROUGE F1 with 4, seconds with 1; `signed` for differences."""
+    if not isinstance(value, (int, float)):
+        return format_value(value)
+    spec = {"score": ".2f", "train_runtime_s": ".1f", "best_epoch": "g"}.get(name, ".4f")
+    return format(value, ("+" if signed else "") + spec)
+
+
+@dataclass
+class Comparison:
+    a: Path
+    b: Path
+    config: list[tuple[str, Any, Any]]
+    metrics: list[tuple[str, Any, Any, float | None]]
+    plot: Path
+
+
+def compare_runs(a: str | Path, b: str | Path, output_dir: Path = Path("runs"), out: Path | None = None) -> Comparison:
+    """Config diff, metric diff and a PNG of both learning curves (default: <output_dir>/compare_A_vs_B.png)."""
+    run_a, run_b = find_run(a, output_dir), find_run(b, output_dir)
+    out = Path(out) if out else Path(output_dir) / f"compare_{run_a.name}_vs_{run_b.name}.png"
+    plot_curves([run_a, run_b], out)
+    return Comparison(
+        a=run_a,
+        b=run_b,
+        config=config_diff(read_config(run_a), read_config(run_b)),
+        metrics=metric_diff(read_metrics(run_a), read_metrics(run_b)),
+        plot=out,
+    )
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "train_log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_curves(run_dirs: list[Path], out: Path) -> Path:
+    """Train loss vs step and eval board score vs epoch, one line per run, written as a PNG."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    loss_ax, score_ax = figure.subplots(1, 2)
+    for run_dir in run_dirs:
+        log = read_log(run_dir)
+        train = [e for e in log if "loss" in e]  # Trainer's train lines; eval lines hold eval_loss
+        evals = [e for e in log if "eval_board_score" in e]
+        loss_ax.plot([e["step"] for e in train], [e["loss"] for e in train], label=run_dir.name)
+        score_ax.plot([e["epoch"] for e in evals], [e["eval_board_score"] for e in evals], marker="o", label=run_dir.name)
+    loss_ax.set(title="train loss", xlabel="step", ylabel="loss")
+    score_ax.set(title="dev board score", xlabel="epoch", ylabel="(R1+R2+RL)/3 × 100")
+    for ax in (loss_ax, score_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    figure.savefig(tmp, format="png", dpi=100)
+    os.replace(tmp, out)  # atomic: a reader never sees half a PNG
+    return out

@@ -1,0 +1,128 @@
+"""`dsum doctor`: each pre-experiment check on real files, models and environments (CPU, offline)."""
+
+import pytest
+import torch
+from conftest import REPO, TINY, run_dsum
+
+from dsum.config import load_config
+from dsum.data import read_examples
+from dsum.doctor import (
+    FAIL,
+    OK,
+    WARN,
+    check_analyser,
+    check_data,
+    check_disk,
+    check_gpu,
+    check_model,
+    check_tracking,
+    parameter_count,
+)
+from dsum.modeling import build_tiny_model, train_tokenizer
+
+WIDE = {"COLUMNS": "250"}  # one table row per line
+
+
+def _mark_line(stdout: str, check: str) -> str:
+    return next(line for line in stdout.splitlines() if f" {check} " in line)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_kobart_recipe_without_gpu_fails():
+    result = run_dsum("doctor", "-c", "configs/kobart.yaml", env=WIDE)
+    assert result.returncode == 1, result.stdout + result.stderr
+    gpu = _mark_line(result.stdout, "GPU")
+    assert "✗" in gpu and "training.precision=fp16 needs one" in gpu
+    assert "✗" in _mark_line(result.stdout, "data") and "data/train.csv" in result.stdout
+    assert "✗" in _mark_line(result.stdout, "model")  # not cached, hub unreachable from tests
+    assert "✓" in _mark_line(result.stdout, "config")
+
+
+def test_demo_recipe_passes():
+    result = run_dsum("doctor", "-c", "configs/demo.yaml", env=WIDE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for check in ("config", "data", "model", "tracking", "disk", "analyser"):
+        assert "✓" in _mark_line(result.stdout, check), check
+    assert "train.csv 80, dev.csv 20, test.csv 20, sample_submission.csv 20" in result.stdout
+    assert "안녕 / 하 / 세요" in result.stdout
+
+
+def test_invalid_config_is_a_user_error():
+    result = run_dsum("doctor", "-c", "configs/demo.yaml", "--set", "training.learnin_rate=1")
+    assert result.returncode == 2 and "did you mean 'learning_rate'" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_gpu_check_on_cpu():
+    assert check_gpu("fp16").level == FAIL and check_gpu("bf16").level == FAIL
+    auto = check_gpu("auto")
+    assert auto.level == WARN and "fp32 on CPU, slow" in auto.detail
+
+
+def test_data_errors_fail(tmp_path):
+    broken = tmp_path / "dev.csv"
+    broken.write_text("fname,summary\ndev_0,요약\n", encoding="utf-8")
+    check = check_data(load_config(REPO / "configs/demo.yaml", [f"data.dev={broken}"]))
+    assert check.level == FAIL and "missing column(s) dialogue" in check.detail
+    gone = check_data(load_config(REPO / "configs/demo.yaml", [f"data.test={tmp_path / 'nope.csv'}"]))
+    assert gone.level == FAIL and gone.detail == f"missing: {tmp_path / 'nope.csv'}"
+
+
+def test_model_from_local_folder_and_unreachable_hub(tmp_path):
+    cfg = load_config(REPO / "configs/demo.yaml", TINY)
+    examples = read_examples(REPO / "data/sample/train.csv")
+    tokenizer = train_tokenizer([ex.dialogue for ex in examples], cfg.model.tiny, special_tokens=["#Person1#"])
+    model = build_tiny_model(cfg.model.tiny, tokenizer)
+    model.save_pretrained(tmp_path / "local")
+    local = load_config(REPO / "configs/kobart.yaml", [f"model.name={tmp_path / 'local'}"]).model
+    assert check_model(local).level == OK
+    # The parameter count read from config.json is the model's own.
+    assert parameter_count(local) == (sum(p.numel() for p in model.parameters()), "from the model's config.json")
+
+    (tmp_path / "empty").mkdir()
+    empty = check_model(load_config(REPO / "configs/kobart.yaml", [f"model.name={tmp_path / 'empty'}"]).model)
+    assert empty.level == FAIL and "no config.json" in empty.detail
+    hub = check_model(load_config(REPO / "configs/kobart.yaml", ["model.name=someone/not-downloaded-model"]).model)
+    assert hub.level == FAIL and "not cached and the hub is unreachable" in hub.detail
+    assert parameter_count(load_config(REPO / "configs/kobart.yaml").model) == (124_000_000, "model config not at hand: assumed KoBART size")
+
+
+def test_disk_check_against_checkpoint_estimate():
+    cfg = load_config(REPO / "configs/demo.yaml")
+    params, _ = parameter_count(cfg.model)
+    ok = check_disk(cfg)
+    assert ok.level == OK and f"{params / 1e6:.1f}M params" in ok.detail and "3 × " in ok.detail
+    # Ten million kept checkpoints of this model do not fit on any disk.
+    huge = check_disk(load_config(REPO / "configs/demo.yaml", ["training.save_total_limit=10000000"]))
+    assert huge.level == FAIL
+
+
+def test_tracking_modes(monkeypatch, tmp_path):
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    wandb = load_config(REPO / "configs/demo.yaml", ["tracking.backend=wandb"])
+    assert check_tracking(load_config(REPO / "configs/demo.yaml")).detail == "tracking off (tracking.backend=none)"
+    no_key = check_tracking(wandb)
+    assert no_key.level == WARN and "no API key" in no_key.detail and "wandb sync" in no_key.detail
+
+    key = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    online = check_tracking(wandb)
+    assert online.level == OK and "key from WANDB_API_KEY" in online.detail and key not in online.detail
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert check_tracking(wandb).level == WARN
+
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.delenv("WANDB_MODE")
+    (tmp_path / "netrc").write_text(f"machine api.wandb.ai\n  login user\n  password {key}\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    netrc_login = check_tracking(wandb)
+    assert netrc_login.level == OK and str(tmp_path / "netrc") in netrc_login.detail and key not in netrc_login.detail
+
+
+def test_analysers():
+    assert check_analyser("mecab").detail == "mecab: 안녕하세요 → 안녕 / 하 / 세요"
+    kiwi = check_analyser("kiwi")
+    assert kiwi.level == OK and "안녕" in kiwi.detail
+    assert check_analyser("whitespace").level == WARN

@@ -1,0 +1,164 @@
+"""`dsum runs`, run status and record.md on two real tiny training runs (CPU, offline)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_dsum, tiny_overrides
+from matplotlib.image import imread
+
+from dsum.config import load_config
+from dsum.errors import UserError
+from dsum.record import resolve_parent, write_record
+from dsum.runs import compare_runs, list_runs, mark_status, run_status
+
+
+def _sets(overrides: list[str]) -> list[str]:
+    return sum([["--set", o] for o in overrides], [])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Two finished runs: demo (lr 0.003) and demo-2 (lr 0.001, parent demo)."""
+    root = tmp_path_factory.mktemp("two_runs")
+    first = run_dsum("train", "-c", "configs/demo.yaml", *_sets(tiny_overrides(root)))
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_dsum("train", "-c", "configs/demo.yaml", *_sets(tiny_overrides(
+        root, "training.learning_rate=0.001", "general.parent=demo", "general.notes=lower learning rate")))
+    assert second.returncode == 0, second.stderr[-3000:]
+    return root / "runs"
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    """A run directory without its checkpoints (enough for status, listing and records)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoint*"))
+    return dst
+
+
+def test_runs_json_lists_both_runs_best_first(runs):
+    result = run_dsum("runs", "--dir", str(runs), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    scores = {name: _metrics(runs / name)["dev"]["score"] for name in ("demo", "demo-2")}
+    assert [r["name"] for r in rows] == sorted(scores, key=scores.get, reverse=True)
+    for row in rows:
+        assert row["score"] == scores[row["name"]]
+        assert row["status"] == "finished"
+        assert row["model"] == "tiny-bart" and row["batch_size"] == 8 and row["epochs"] == 2
+        assert row["best_epoch"] == _metrics(runs / row["name"])["best_epoch"]
+    assert {r["name"]: r["learning_rate"] for r in rows} == {"demo": 0.003, "demo-2": 0.001}
+
+    by_name = json.loads(run_dsum("runs", "--dir", str(runs), "--json", "--sort", "name").stdout)
+    assert [r["name"] for r in by_name] == ["demo", "demo-2"]
+    table = run_dsum("runs", "--dir", str(runs), env={"COLUMNS": "200"})
+    assert table.returncode == 0
+    assert f"{scores['demo']:.2f}" in table.stdout and f"{scores['demo-2']:.2f}" in table.stdout
+
+
+def test_training_marks_status_and_writes_record(runs):
+    for name in ("demo", "demo-2"):
+        status = json.loads((runs / name / "status.json").read_text())
+        assert status["status"] == "finished" and status["host"] == socket.gethostname()
+        assert (runs / name / "record.md").is_file()
+
+
+def test_status_running_crashed_failed(runs, tmp_path):
+    killed = _copy_run(runs / "demo", tmp_path / "runs" / "killed")
+    (killed / "metrics.json").unlink()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    status = {"status": "running", "pid": int(dead.stdout), "host": socket.gethostname(), "started": "2026-01-02T03:04:05+00:00"}
+    (killed / "status.json").write_text(json.dumps(status))
+    assert run_status(killed) == "crashed"
+
+    rows = json.loads(run_dsum("runs", "--dir", str(tmp_path / "runs"), "--json").stdout)
+    assert [(r["name"], r["status"], r["score"], r["date"]) for r in rows] == [("killed", "crashed", None, "2026-01-02 03:04")]
+
+    mark_status(killed, "running")  # this test's process: alive on this host
+    written = json.loads((killed / "status.json").read_text())
+    assert written["pid"] == os.getpid() and written["started"] == "2026-01-02T03:04:05+00:00"
+    assert run_status(killed) == "running"
+    (killed / "status.json").write_text(json.dumps({**written, "host": "another-machine"}))
+    assert run_status(killed) == "running?"
+    mark_status(killed, "failed")
+    assert run_status(killed) == "failed"
+    mark_status(killed, "finished")
+    assert run_status(killed) == "finished"
+
+
+def test_compare_shows_config_and_metric_diff_and_draws_curves(runs, tmp_path):
+    png = tmp_path / "curves.png"
+    result = run_dsum("runs", "compare", "demo", "demo-2", "--dir", str(runs), "--out", str(png), env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if "training.learning_rate" in l)
+    assert "0.003" in line and "0.001" in line
+    a, b = _metrics(runs / "demo")["dev"]["score"], _metrics(runs / "demo-2")["dev"]["score"]
+    score_line = next(l for l in result.stdout.splitlines() if l.strip("│ ").startswith("score"))
+    assert f"{a:.2f}" in score_line and f"{b:.2f}" in score_line and f"{b - a:+.2f}" in score_line
+    assert f"learning curves: {png}" in result.stdout
+
+    image = imread(png)
+    assert image.shape == (400, 1100, 4)
+    # Both runs drawn: matplotlib's first two line colours (tab:blue, tab:orange) cover real areas.
+    for colour in ((0.122, 0.467, 0.706), (1.0, 0.498, 0.055)):
+        assert (np.abs(image[..., :3] - colour).max(axis=-1) < 0.02).sum() > 300
+
+    comparison = compare_runs(str(runs / "demo"), str(runs / "demo-2"), runs, png)  # paths work too
+    assert ("training.learning_rate", 0.003, 0.001) in comparison.config
+    assert ("general.parent", None, "demo") in comparison.config
+    assert all(key.split(".")[0] not in ("model", "data") for key, _, _ in comparison.config)
+    assert comparison.metrics[0] == ("score", a, b, pytest.approx(b - a))
+
+
+def test_compare_unknown_run_names_the_available_ones(runs):
+    result = run_dsum("runs", "compare", "demo", "demo-9", "--dir", str(runs))
+    assert result.returncode == 2
+    assert "no run 'demo-9'" in result.stderr and "available: demo, demo-2" in result.stderr
+    missing = run_dsum("runs", "--dir", str(runs / "nowhere"))
+    assert missing.returncode == 2 and "no runs directory" in missing.stderr
+
+
+def test_record_has_scores_parent_diff_and_no_secrets(runs, tmp_path, monkeypatch):
+    run_dir = _copy_run(runs / "demo-2", tmp_path / "demo-2")
+    secret = "wandb-key-0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    cfg = load_config(run_dir / "config.yaml", [f"general.notes=lower learning rate; key was {secret}"])
+    parent = resolve_parent(cfg)
+    assert parent == runs / "demo"
+    metrics = _metrics(run_dir)
+    text = write_record(run_dir, cfg, metrics, parent).read_text()
+    assert text.startswith("# demo-2\n")
+    assert f"| board score (R1+R2+RL)/3×100 | {metrics['dev']['score']:.2f} |" in text
+    assert f"| ROUGE-2 F1 | {metrics['dev']['rouge2']:.4f} |" in text
+    assert f"| global step | {metrics['global_step']} |" in text
+    assert "| learning rate | 0.001 |" in text
+    assert "| training.learning_rate | 0.003 | 0.001 |" in text
+    assert "general.parent |" not in text  # always differs, says nothing about the change
+    assert "## Purpose\n\nlower learning rate" in text
+    assert text.rstrip().endswith("## Insights / next steps")
+    assert secret not in text
+
+    # The root run: no parent; an offline W&B run says how to upload it.
+    root = _copy_run(runs / "demo", tmp_path / "demo")
+    (root / "tracking.json").write_text(json.dumps(
+        {"backend": "wandb", "url": None, "run_id": "abc123", "mode": "offline", "dir": "wandb/offline-run-x"}))
+    text = write_record(root, load_config(root / "config.yaml"), _metrics(root)).read_text()
+    assert "no parent" in text and "`wandb sync wandb/offline-run-x`" in text
+
+
+def test_unknown_parent_is_a_user_error(runs):
+    cfg = load_config(runs / "demo" / "config.yaml", ["general.parent=demo-7"])
+    with pytest.raises(UserError, match=r"general.parent='demo-7'.*available: demo, demo-2"):
+        resolve_parent(cfg)
+    by_path = load_config(runs / "demo" / "config.yaml", [f"general.parent={runs / 'demo-2'}"])
+    assert resolve_parent(by_path) == runs / "demo-2"
+    assert [r.name for r in list_runs(runs, sort="name")] == ["demo", "demo-2"]
