@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_dsum
+from conftest import REPO, TINY, run_dsum, tiny_overrides
 
 from dsum.config import load_config
 from dsum.data import read_examples, reference_map
 from dsum.errors import UserError
-from dsum.generate import clean_summary, generate_summaries
+from dsum.generate import clean_summary, generate_summaries, length_batches
 from dsum.metric import score_texts
 from dsum.modeling import build_tiny_model, load_model_and_tokenizer, train_tokenizer
 from dsum.submission import check_submission
@@ -24,24 +24,6 @@ from dsum.text import STANDARD_SPECIAL_TOKENS, special_tokens_for
 from dsum.train import make_collator, resolve_precision, tokenize_examples, train
 
 SAMPLE = REPO / "data" / "sample"
-TINY = [
-    "model.tiny.d_model=32",
-    "model.tiny.layers=1",
-    "model.tiny.ffn_dim=64",
-    "model.tiny.vocab_size=800",
-    "training.batch_size=8",
-    "training.eval_batch_size=20",
-    "training.epochs=2",
-    "training.logging_steps=2",
-    "generation.num_beams=2",
-    "generation.max_new_tokens=30",
-]
-
-
-def tiny_overrides(tmp_path: Path, *extra: str) -> list[str]:
-    return [f"general.output_dir={tmp_path / 'runs'}", *TINY, *extra]
-
-
 def sample_texts():
     examples = read_examples(SAMPLE / "train.csv")
     return [ex.dialogue for ex in examples] + [ex.summaries[0] for ex in examples]
@@ -100,6 +82,30 @@ def test_sorted_generation_equals_unsorted():
     one_by_one = [generate_summaries(model, tokenizer, [d], cfg.generation, 1, 512, progress=False)[0] for d in dialogues]
     assert sorted_out == one_by_one
     assert all("<s>" not in s and "</s>" not in s and "<pad>" not in s for s in sorted_out)
+
+
+def test_token_budget_batches_sizes():
+    # budget 2 × 100 = 200 tokens at each batch's longest; never below 2 rows, never above 4 × 2
+    lengths = [100, 10, 50, 40, 99, 30, 20, 25, 12, 11, 60, 5]
+    assert length_batches(lengths, 2, 100, by_tokens=False) == [[0, 4], [10, 2], [3, 5], [7, 6], [8, 9], [1, 11]]
+    # longest 100 → 2 rows; longest 60 → 3; longest 30 → 6; then the last one
+    assert length_batches(lengths, 2, 100) == [[0, 4], [10, 2, 3], [5, 7, 6, 8, 9, 1], [11]]
+
+
+def test_token_budget_generation_equals_fixed_batches():
+    cfg = load_config(REPO / "configs/demo.yaml", TINY)
+    texts = sample_texts()
+    model, tokenizer = load_model_and_tokenizer(cfg.model, special_tokens_for(texts), train_texts=texts)
+    dialogues = [ex.dialogue for ex in read_examples(SAMPLE / "dev.csv")]
+    assert cfg.generation.batch_by_tokens  # the default
+    lengths = [len(ids) for ids in tokenizer(dialogues, truncation=True, max_length=512)["input_ids"]]
+    sizes = [len(b) for b in length_batches(lengths, 3, 512)]
+    assert sum(sizes) == 20 and max(sizes) > 3  # short dialogues do go in bigger batches
+    budget = generate_summaries(model, tokenizer, dialogues, cfg.generation, 3, 512, progress=False)
+    fixed_cfg = cfg.generation.model_copy(update={"batch_by_tokens": False})
+    fixed = generate_summaries(model, tokenizer, dialogues, fixed_cfg, 3, 512, progress=False)
+    assert budget == fixed
+    assert all(budget)
 
 
 def test_clean_summary_strips_model_tokens():

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from dsum.atomic import atomic_write_text
 from dsum.config import Config
 from dsum.data import Example, read_examples, reference_map
 from dsum.errors import UserError
 from dsum.generate import generate_summaries
-from dsum.metric import Score, score_texts
-from dsum.submission import check_submission, write_submission
+from dsum.metric import score_texts
+from dsum.submission import check_submission, write_dev_predictions, write_submission
 from dsum.text import normalizer_from_config
 
 
@@ -38,19 +35,6 @@ def write_checked_submission(cfg: Config, predictions: dict[str, str], ids_file:
     if problems:
         raise UserError(f"{out} failed the submission check: " + "; ".join(problems))
     return out
-
-
-def write_dev_predictions(path: Path, examples: list[Example], predictions: dict[str, str], score: Score) -> None:
-    """fname, prediction, reference(s) and per-row scores: what to read when looking for errors."""
-    per_row = {row.fname: row for row in score.per_row}
-    records = []
-    for ex in examples:
-        row = per_row[ex.fname]
-        record = {"fname": ex.fname, "prediction": predictions[ex.fname]}
-        record.update({f"reference{i + 1}" if len(ex.summaries) > 1 else "reference": s for i, s in enumerate(ex.summaries)})
-        record.update(score=row.score, rouge1=row.rouge1, rouge2=row.rouge2, rougeL=row.rougeL)
-        records.append(record)
-    atomic_write_text(path, pd.DataFrame(records).to_csv(index=False))
 
 
 def predict_split(cfg: Config, model, tokenizer, split: str, out: Path, normalizer) -> dict:

@@ -36,7 +36,8 @@ def choose_run_dir(cfg: Config, resume: bool) -> Path:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        # The commit of dsum's own checkout, wherever the command is run from.
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None

@@ -13,11 +13,16 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dsum.atomic import atomic_write_text
 from dsum.errors import UserError
+
+if TYPE_CHECKING:
+    from dsum.data import Example
+    from dsum.metric import Score
 
 # Special tokens of KoBART-like tokenizers that leak into decoded text when generation output is
 # decoded without skip_special_tokens (the organiser baseline strips them by hand).
@@ -211,3 +216,16 @@ def check_submission(sub: Path, test: Path, sample: Path | None = None) -> list[
                     "decode with skip_special_tokens=True or strip it"
                 )
     return problems
+
+
+def write_dev_predictions(path: Path, examples: list[Example], predictions: dict[str, str], score: Score) -> None:
+    """fname, dialogue, prediction, reference(s) and per-row scores: what to read when looking for errors."""
+    per_row = {row.fname: row for row in score.per_row}
+    records = []
+    for ex in examples:
+        row = per_row[ex.fname]
+        record = {"fname": ex.fname, "dialogue": ex.dialogue, "prediction": predictions[ex.fname]}
+        record.update({f"reference{i + 1}" if len(ex.summaries) > 1 else "reference": s for i, s in enumerate(ex.summaries)})
+        record.update(score=row.score, rouge1=row.rouge1, rouge2=row.rouge2, rougeL=row.rougeL)
+        records.append(record)
+    atomic_write_text(path, pd.DataFrame(records).to_csv(index=False))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -26,6 +27,7 @@ from dsum.generate import clean_summary, generation_kwargs
 from dsum.metric import score_texts
 from dsum.modeling import load_model_and_tokenizer
 from dsum.rundir import choose_run_dir, environment_record
+from dsum.tracking import Tracker, redact, start_tracker
 from dsum.text import Normalizer, normalizer_from_config, special_tokens_for
 
 log = logging.getLogger("dsum.train")
@@ -116,8 +118,11 @@ def shared_run_dir(cfg: Config, resume: bool) -> Path:
     return chosen[0]
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
-    """Train, keep the best checkpoint by the board's score, score dev, write a test submission."""
+def train(cfg: Config, resume: bool = False, callbacks: Sequence = ()) -> Path:
+    """Train, keep the best checkpoint by the board's score, score dev, write a test submission.
+
+    `callbacks` are extra TrainerCallbacks (dsum tune adds its Optuna pruning callback).
+    """
     from transformers import (
         EarlyStoppingCallback,
         Seq2SeqTrainer,
@@ -125,7 +130,11 @@ def train(cfg: Config, resume: bool = False) -> Path:
         TrainerCallback,
     )
 
+    from dsum.record import resolve_parent, write_record
+    from dsum.runs import mark_status
+
     precision = resolve_precision(cfg.training.precision)
+    parent_dir = resolve_parent(cfg)  # an unknown parent fails before any work
     normalizer = normalizer_from_config(cfg.data)
     train_examples = [ex for path in cfg.data.train for ex in read_examples(path, require_summary=True)]
     dev_examples = read_examples(cfg.data.dev, require_summary=True)
@@ -159,9 +168,10 @@ def train(cfg: Config, resume: bool = False) -> Path:
             f"{dev_features.truncated_sources} dev dialogues; {len(special_tokens)} special tokens"
         )
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+        mark_status(run_dir, "running")
+        atomic_write_text(run_dir / "config.yaml", redact(cfg.to_yaml()))
         hashes = {str(p): file_sha256(p) for p in [*cfg.data.train, cfg.data.dev, cfg.data.test] if Path(p).exists()}
-        write_json(run_dir / "environment.json", environment_record(hashes))
+        write_json(run_dir / "environment.json", redact(environment_record(hashes)))
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         ids = eval_pred.predictions
@@ -221,9 +231,16 @@ def train(cfg: Config, resume: bool = False) -> Path:
                 return rdrop_loss(model, inputs, t.rdrop_alpha, t.label_smoothing)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
-    callbacks = [JsonlLog()]
+    tracker = start_tracker(cfg, run_dir) if main else Tracker(cfg, run_dir, run_dir.name)
+
+    class TrackerLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                tracker.log(logs, state.global_step)
+
+    trainer_callbacks = [JsonlLog(), TrackerLog(), *callbacks]
     if t.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+        trainer_callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
     trainer = DsumTrainer(
         model=model,
         args=args,
@@ -232,33 +249,33 @@ def train(cfg: Config, resume: bool = False) -> Path:
         data_collator=make_collator(tokenizer, model),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
-        callbacks=callbacks,
+        callbacks=trainer_callbacks,
     )
     if main and not resume:
         (run_dir / "train_log.jsonl").unlink(missing_ok=True)
-    trainer.train(resume_from_checkpoint=True if resume else None)
-
-    if not main:
-        return run_dir
-    best_dir = run_dir / "checkpoint-best"
-    trainer.save_model(str(best_dir))
-    tokenizer.save_pretrained(str(best_dir))
-    state = trainer.state
-    result = finish_run(cfg, run_dir, trainer.model, tokenizer, dev_examples, normalizer)
-    metrics = {
-        **result,
-        "best_checkpoint": state.best_model_checkpoint,
-        "best_epoch": best_epoch(state),
-        "global_step": state.global_step,
-        "epochs_trained": state.epoch,
-        "train_runtime_s": next((h["train_runtime"] for h in state.log_history if "train_runtime" in h), None),
-        "truncated": {
-            "train_sources": train_features.truncated_sources,
-            "train_targets": train_features.truncated_targets,
-            "dev_sources": dev_features.truncated_sources,
-        },
+    try:
+        trainer.train(resume_from_checkpoint=True if resume else None)
+        if not main:
+            return run_dir
+        metrics = finish_run(cfg, run_dir, trainer, tokenizer, dev_examples, normalizer)
+    except BaseException:
+        # A crash, a pruned trial or Ctrl-C: the tracker and `dsum runs` must not show it as running.
+        if main:
+            tracker.finish({}, failed=True)
+            mark_status(run_dir, "failed")
+        raise
+    metrics["truncated"] = {
+        "train_sources": train_features.truncated_sources,
+        "train_targets": train_features.truncated_targets,
+        "dev_sources": dev_features.truncated_sources,
     }
     write_json(run_dir / "metrics.json", metrics)
+    tracker.log_predictions(pd.read_csv(run_dir / "dev_predictions.csv"))
+    if cfg.tracking.log_model:
+        tracker.log_model(run_dir / "checkpoint-best")
+    tracker.finish({"dev": metrics["dev"], "best_epoch": metrics["best_epoch"], "train_runtime_s": metrics["train_runtime_s"]})
+    write_record(run_dir, cfg, metrics, parent_dir)
+    mark_status(run_dir, "finished")
     return run_dir
 
 
@@ -267,12 +284,24 @@ def best_epoch(state) -> float | None:
     return max(evals, key=lambda h: h["eval_board_score"])["epoch"] if evals else None
 
 
-def finish_run(cfg: Config, run_dir: Path, model, tokenizer, dev_examples: list[Example], normalizer) -> dict:
-    """Score the best model on dev (per-row scores saved) and write the test submission."""
+def finish_run(cfg: Config, run_dir: Path, trainer, tokenizer, dev_examples: list[Example], normalizer) -> dict:
+    """Save the best checkpoint, score it on dev (per-row scores saved), write the test submission."""
     from dsum.predict import predict_split
 
+    best_dir = run_dir / "checkpoint-best"
+    trainer.save_model(str(best_dir))
+    tokenizer.save_pretrained(str(best_dir))
+    model, state = trainer.model, trainer.state
     dev = predict_split(cfg, model, tokenizer, "dev", run_dir / "dev_predictions.csv", normalizer)
     test = predict_split(cfg, model, tokenizer, "test", run_dir / "submission.csv", normalizer)
     print(f"dev board score {dev['score']:.2f} (R1 {dev['rouge1']:.4f} R2 {dev['rouge2']:.4f} RL {dev['rougeL']:.4f})")
     print(f"submission: {test['path']}")
-    return {"dev": {k: dev[k] for k in ("score", "rouge1", "rouge2", "rougeL", "rows")}, "submission": test["path"]}
+    return {
+        "dev": {k: dev[k] for k in ("score", "rouge1", "rouge2", "rougeL", "rows")},
+        "submission": test["path"],
+        "best_checkpoint": state.best_model_checkpoint,
+        "best_epoch": best_epoch(state),
+        "global_step": state.global_step,
+        "epochs_trained": state.epoch,
+        "train_runtime_s": next((h["train_runtime"] for h in state.log_history if "train_runtime" in h), None),
+    }

@@ -22,7 +22,7 @@ from dsum.errors import UserError
 from dsum.llm.client import ChatRequest, ChatRunner, RunStats, report_table
 from dsum.llm.prompts import Shot, ShotRetriever, chat_messages, clean_answer
 from dsum.metric import Score, get_tokenizer, score_texts
-from dsum.submission import check_submission, write_submission
+from dsum.submission import check_submission, write_dev_predictions, write_submission
 from dsum.text import normalizer_from_config
 
 
@@ -87,7 +87,7 @@ def summarize_split(
     score = None
     if split == "dev":
         score = score_texts(predictions, reference_map(examples), tokenizer=cfg.metric.tokenizer)
-        _write_dev_predictions(out_dir / "dev_predictions.csv", examples, predictions, score)
+        write_dev_predictions(out_dir / "dev_predictions.csv", examples, predictions, score)
         report.update(score=score.score, rouge1=score.rouge1, rouge2=score.rouge2, rougeL=score.rougeL)
     write_json(out_dir / f"{split}_llm_report.json", report)
     return SummarizeResult(submission, runner.stats, score)
@@ -113,16 +113,3 @@ def _write_checked(cfg: Config, path: Path, predictions: dict[str, str], example
         problems = check_submission(path, ids, cfg.data.sample_submission)
     if problems:
         raise UserError(f"{path} failed the submission check: " + "; ".join(problems))
-
-
-def _write_dev_predictions(path: Path, examples: list[Example], predictions: dict[str, str], score: Score) -> None:
-    per_row = {row.fname: row for row in score.per_row}
-    records = []
-    for ex in examples:
-        row = per_row[ex.fname]
-        record = {"fname": ex.fname, "prediction": predictions[ex.fname]}
-        names = [f"reference{i + 1}" for i in range(len(ex.summaries))] if len(ex.summaries) > 1 else ["reference"]
-        record.update(zip(names, ex.summaries))
-        record.update(score=row.score, rouge1=row.rouge1, rouge2=row.rouge2, rougeL=row.rougeL)
-        records.append(record)
-    atomic_write_text(path, pd.DataFrame(records).to_csv(index=False))
