@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader
 
 from dsum.config import load_config
 from dsum.data import read_examples
-from dsum.generate import clean_summary, generate_summaries, generation_kwargs
+from dsum.generate import clean_summary, generate_summaries, generation_kwargs, length_batches
 from dsum.modeling import load_model_and_tokenizer
 from dsum.text import Normalizer, special_tokens_for
 from dsum.train import tokenize_examples
@@ -64,6 +64,7 @@ SHARED_DEV = REPO.parent / "shared" / "data" / "competition-ko" / "dev.csv"
 SAMPLE_DEV = REPO / "data" / "sample" / "dev.csv"
 CONFIG = REPO / "configs" / "demo.yaml"
 ORGANISER_REMOVE = ("<usr>", "<s>", "</s>", "<pad>")  # what the organiser's notebook strips
+VOCAB_SIZE = 2000  # the tiny tokenizer's vocabulary (see the docstring)
 
 
 def parse_args() -> argparse.Namespace:
@@ -71,7 +72,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="a seeded random subset of N dialogues (default 0: all)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-beams", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: generation.max_new_tokens of the config")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=100,
+        help="the organiser's generate(max_length=...) (100, counting the decoder start token); "
+        "dsum gets generation.max_new_tokens = max_length - 1, the same cap",
+    )
+    parser.add_argument(
+        "--vocab-size", type=int, default=VOCAB_SIZE, help="the tiny tokenizer's vocabulary (see the docstring)"
+    )
+    parser.add_argument(
+        "--dsum-fixed-batches",
+        action="store_true",
+        help="dsum with generation.batch_by_tokens=false (fixed batches of --batch-size), to see what the budget adds",
+    )
     parser.add_argument("--train-steps", type=int, default=0, help="train briefly first (default 0: untrained, see above)")
     parser.add_argument("--train-batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each loop; the fastest counts")
@@ -152,11 +167,16 @@ def show_mismatches(title: str, left: list[str], right: list[str], shown: int = 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    overrides = [f"generation.num_beams={args.num_beams}"]
-    if args.max_new_tokens is not None:
-        overrides.append(f"generation.max_new_tokens={args.max_new_tokens}")
+    overrides = [
+        f"generation.num_beams={args.num_beams}",
+        f"generation.max_new_tokens={args.max_length - 1}",
+        f"generation.batch_by_tokens={str(not args.dsum_fixed_batches).lower()}",
+        f"model.tiny.vocab_size={args.vocab_size}",
+    ]
     cfg = load_config(CONFIG, overrides)
-    gen_kwargs = generation_kwargs(cfg.generation)
+    # The organiser's call: its own max_length (output positions, decoder start token included).
+    gen_kwargs = {k: v for k, v in generation_kwargs(cfg.generation).items() if k != "max_new_tokens"}
+    gen_kwargs["max_length"] = args.max_length
     path, sources, targets = load_data(args.data)
     print(f"data: {path} ({len(sources)} examples)")
     load = os.getloadavg()[0]
@@ -178,6 +198,11 @@ def main() -> None:
     dialogues = [sources[i] for i in keep]
     mask_note = "without attention mask" if args.organiser_no_mask else "with attention mask"
     print(f"generating {n} dialogues, batch {args.batch_size}, organiser {mask_note}, {gen_kwargs}")
+    print(f"dsum: {generation_kwargs(cfg.generation)}, batch_by_tokens={cfg.generation.batch_by_tokens}")
+    max_source = cfg.model.max_source_length
+    lengths = [len(ids) for ids in tokenizer(dialogues, truncation=True, max_length=max_source)["input_ids"]]
+    dsum_batches = length_batches(lengths, args.batch_size, max_source, cfg.generation.batch_by_tokens)
+
     def run_organiser():
         return organiser_generate(
             model, tokenizer, sources, keep, gen_kwargs, args.batch_size, cfg.model.max_source_length,
@@ -203,7 +228,13 @@ def main() -> None:
             print(f"  run {repeat}: {name} {elapsed:.1f}s", flush=True)
     raw, padded_shape, out_lengths = results["organiser"]
     ours = results["dsum"]
-    print(f"organiser: the split padded up front to {padded_shape}")
+    real = sum(lengths)
+    organiser_fed = n * padded_shape[1]
+    dsum_fed = sum(len(batch) * lengths[batch[0]] for batch in dsum_batches)  # each batch's first is its longest
+    print(f"organiser: the split padded up front to {padded_shape}; {-(-n // args.batch_size)} batches of {args.batch_size}")
+    print(f"dsum: {len(dsum_batches)} batches of {[len(b) for b in dsum_batches]} dialogues")
+    for name, fed in (("organiser", organiser_fed), ("dsum", dsum_fed)):
+        print(f"  {name} source tokens: {real} real / {fed} fed ({real / fed:.1%} real, {fed - real} padding)")
 
     cap = cfg.generation.max_new_tokens
     print()

@@ -9,7 +9,7 @@ from conftest import REPO, run_dsum
 
 VERBS = [
     ["config", "show"], ["data", "check"], ["data", "preprocess"], ["score"], ["train"], ["predict"],
-    ["submission", "check"],
+    ["submission", "check"], ["runs"], ["runs", "compare"], ["doctor"], ["tune"],
 ]
 
 

@@ -25,6 +25,10 @@ submission_app = typer.Typer(help="Check submission files.", no_args_is_help=Tru
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(submission_app, name="submission")
+llm_app = typer.Typer(help="Summaries from an OpenAI-compatible chat API (Upstage Solar).", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+runs_app = typer.Typer()  # help: the docstring of runs_list below
+app.add_typer(runs_app, name="runs")
 
 console = Console()
 ConfigOption = typer.Option(..., "--config", "-c", help="YAML recipe, e.g. configs/demo.yaml.")
@@ -150,16 +154,19 @@ def train(
     config: Path = ConfigOption,
     set_: list[str] = SetOption,
     resume: bool = typer.Option(False, "--resume", help="Continue the latest run of this config from its last checkpoint."),
+    parent: Optional[str] = typer.Option(None, "--parent", help="The run this one changes (name under runs/ or a path): record.md shows the config diff."),
 ) -> None:
     """Fine-tune a seq2seq model; keep the best checkpoint by the board's score; write a test submission.
 
-    Several GPUs: torchrun --nproc_per_node 2 -m dsum train -c configs/kobart.yaml
+    Tracking (W&B, MLflow, TensorBoard) follows the config's tracking: section; every run gets a
+    record.md. Several GPUs: torchrun --nproc_per_node 2 -m dsum train -c configs/kobart.yaml
 
-    Example: dsum train -c configs/demo.yaml
+    Example: dsum train -c configs/demo.yaml --parent demo
     """
     from dsum.train import train as run_training
 
-    run_dir = run_training(_load(config, set_), resume=resume)
+    overrides = [*set_, f"general.parent={parent}"] if parent else set_
+    run_dir = run_training(_load(config, overrides), resume=resume)
     print(f"run directory: {run_dir}")
 
 
@@ -183,6 +190,71 @@ def predict(
     print(f"submission: {result['path']} (passed the submission check)")
 
 
+@app.command("eda")
+def eda(
+    config: Path = ConfigOption,
+    out: Path = typer.Option(Path("reports/eda"), "--out", help="Folder for report.html, eda.json, lengths.csv and the PNGs."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for the mecab-ko analysis (default: one per CPU but one, at most 8)."),
+    set_: list[str] = SetOption,
+) -> None:
+    """Data report of the config's files: ids, lengths, truncation, topics, tokens, TF-IDF, word clouds.
+
+    Writes one HTML page that opens offline (figures embedded), the PNGs, eda.json with every number
+    shown and lengths.csv with the per-example lengths.
+
+    Example: dsum eda -c configs/demo.yaml --out reports/eda
+    """
+    from dsum.eda.morphemes import default_workers
+    from dsum.eda.report import build_report
+
+    files = build_report(_load(config, set_), out, config_path=config, workers=workers or default_workers())
+    print(f"report: {files.html}")
+    print(f"numbers: {files.json} (per-example lengths: {files.lengths})")
+
+
+@app.command("tune")
+def tune(
+    config: Path = ConfigOption,
+    set_: list[str] = SetOption,
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes sharing the study's storage (one GPU each when there are several)."),
+) -> None:
+    """Optuna search over the config's tune.space: pruned, resumable, shared by workers on one storage.
+
+    Every trial is a full training run (or, with tune.mode=decode, a generation pass on a fixed
+    checkpoint). Running the command again adds tune.n_trials more trials to the same study.
+    Writes runs/<study>/best.yaml, trials.csv and plots/.
+
+    Example: dsum tune -c configs/demo-tune.yaml --workers 2
+    """
+    from dsum.tune import tune as run_tune
+    from dsum.tune import write_results
+
+    cfg = _load(config, set_)
+    result = write_results(cfg, run_tune(cfg, workers))
+    table = Table(title=f"study {cfg.tune.study_name}: {len(result['trials'])} trials")
+    columns = list(dict.fromkeys(key for row in result["trials"] for key in row))
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in result["trials"]:
+        table.add_row(*[_cell(row.get(column)) for column in columns])
+    console.print(table)
+    if "best_yaml" not in result:
+        raise UserError(f"no trial of study {cfg.tune.study_name} finished; see the note column above and {result['dir']}/trials.csv")
+    print(f"best: trial {result['best_number']}, {cfg.tune.objective} {result['best_value']:.4f}, {result['best_params']}")
+    print(f"best config: {result['best_yaml']} (run it: dsum train -c {result['best_yaml']})")
+    for plot in result["plots"]:
+        print(f"plot: {plot}")
+    print(f"dashboard: {result['dashboard']}")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 @submission_app.command("check")
 def submission_check(
     sub: Path = typer.Argument(..., help="The submission CSV."),
@@ -201,6 +273,142 @@ def submission_check(
     if problems:
         raise typer.Exit(2)
     console.print(f"[green]✓[/] {sub} is a well-formed submission")
+
+
+RunsDirOption = typer.Option(Path("runs"), "--dir", help="The runs directory (general.output_dir).")
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs_list(
+    ctx: typer.Context,
+    runs_dir: Path = RunsDirOption,
+    sort: str = typer.Option("score", "--sort", help="score (best first), date (newest first) or name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """List runs (model, lr, batch, epochs, dev score, best epoch, finished/running/crashed); `compare` two.
+
+    Example: dsum runs --sort date
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from dsum.runs import list_runs, rows_as_dicts
+
+    rows = list_runs(runs_dir, sort)
+    if as_json:
+        print(json.dumps(rows_as_dicts(rows), ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"runs in {runs_dir}")
+    for column in ("name", "date", "model", "lr", "batch", "epochs", "dev score", "best epoch", "status"):
+        table.add_column(column, justify="right" if column in ("lr", "batch", "epochs", "dev score", "best epoch") else "left")
+    styles = {"finished": "green", "running": "cyan", "running?": "cyan", "failed": "red", "crashed": "red"}
+    for r in rows:
+        values = (r.learning_rate, r.batch_size, r.epochs, r.best_epoch)
+        lr, batch, epochs, best = ("-" if v is None else f"{v:g}" for v in values)
+        score = "-" if r.score is None else f"{r.score:.2f}"
+        table.add_row(r.name, r.date, r.model, lr, batch, epochs, score, best, f"[{styles.get(r.status, '')}]{r.status}[/]")
+    console.print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_a: str = typer.Argument(..., help="A run name under --dir, or a run directory."),
+    run_b: str = typer.Argument(..., help="The run to compare it with."),
+    runs_dir: Path = RunsDirOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG of both learning curves (default: <dir>/compare_A_vs_B.png)."),
+) -> None:
+    """Config keys that differ, metrics side by side (B − A), and a PNG of both learning curves.
+
+    Example: dsum runs compare demo demo-2
+    """
+    from dsum.runs import compare_runs, format_metric, format_value
+
+    result = compare_runs(run_a, run_b, runs_dir, out)
+    config = Table(title="config: keys that differ")
+    for column in ("key", result.a.name, result.b.name):
+        config.add_column(column)
+    for key, a, b in result.config:
+        config.add_row(key, format_value(a), format_value(b))
+    if not result.config:
+        config.add_row("-", "same config", "same config")
+    metrics = Table(title="dev metrics")
+    for column in ("metric", result.a.name, result.b.name, "B − A"):
+        metrics.add_column(column, justify="left" if column == "metric" else "right")
+    for name, a, b, diff in result.metrics:
+        metrics.add_row(name, format_metric(name, a), format_metric(name, b), format_metric(name, diff, signed=True))
+    console.print(config)
+    console.print(metrics)
+    print(f"learning curves: {result.plot}")
+
+
+@app.command("doctor")
+def doctor(config: Path = ConfigOption, set_: list[str] = SetOption) -> None:
+    """Check before a run: GPU vs precision, data files, model reachable, tracker, disk, morpheme analyser.
+
+    ✓ ok, ! warning, ✗ problem; exits 1 when any check fails.
+
+    Example: dsum doctor -c configs/kobart.yaml
+    """
+    from dsum.doctor import has_failures, run_checks
+
+    checks = run_checks(_load(config, set_), source=str(config))
+    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+    table = Table(title=f"dsum doctor: {config}")
+    for column in ("", "check", "detail"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(marks[check.level], check.name, check.detail)
+    console.print(table)
+    if has_failures(checks):
+        raise typer.Exit(1)
+
+
+NoCacheOption = typer.Option(False, "--no-cache", help="Send every request again instead of reading llm.cache (answers are still stored).")
+
+
+@llm_app.command("summarize")
+def llm_summarize(
+    config: Path = ConfigOption,
+    split: str = typer.Option("test", "--split", help="test or dev."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N dialogues of the split."),
+    no_cache: bool = NoCacheOption,
+    set_: list[str] = SetOption,
+) -> None:
+    """Summaries from a chat model (zero- or few-shot): a checked submission; on dev also the score.
+
+    The key comes from UPSTAGE_API_KEY (environment or .env). Rate-limited, retried, and cached:
+    run it again after a crash or Ctrl-C and only the unanswered dialogues are sent.
+
+    Example: dsum llm summarize -c configs/solar-api.yaml --split dev --limit 20
+    """
+    from dsum.llm.summarize import summarize_split
+
+    result = summarize_split(_load(config, set_), split, limit, use_cache=not no_cache)
+    if result.score is not None:
+        s = result.score
+        print(f"dev board score {s.score:.2f} (R1 {s.rouge1:.4f} R2 {s.rouge2:.4f} RL {s.rougeL:.4f}; {s.rows} rows)")
+    print(f"submission: {result.submission} (passed the submission check)")
+
+
+@app.command("augment")
+def augment(
+    config: Path = ConfigOption,
+    method: str = typer.Option(..., "--method", help="speaker-swap, aeda, turn-noise (local) or llm-paraphrase, back-translation, summary-rewrite (API)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default: augment.output or runs/augment/<source>_<method>.csv)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N source rows."),
+    no_cache: bool = NoCacheOption,
+    set_: list[str] = SetOption,
+) -> None:
+    """New training rows from old ones; each keeps its source's #...# tokens (else it is rejected).
+
+    Add the output to data.train (e.g. [data/train.csv, runs/augment/train_speaker-swap.csv]).
+
+    Example: dsum augment -c configs/demo.yaml --method speaker-swap
+    """
+    from dsum.augment import augment_file, summary_table
+
+    result = augment_file(_load(config, set_), method, out=out, limit=limit, use_cache=not no_cache)
+    console.print(summary_table(result))
+    print(f"augmented rows: {result.path}")
 
 
 def main() -> None:

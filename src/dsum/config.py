@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dsum.errors import UserError
 
@@ -31,6 +31,8 @@ class GeneralConfig(Section):
     """A short label of the data used (goes into the run name)."""
     notes: str = ""
     """The purpose of the experiment, copied into the run record."""
+    parent: str | None = None
+    """The run this one changes (a run name under output_dir, or a run directory): record.md shows the config diff."""
 
 
 class CleanRule(Section):
@@ -103,6 +105,10 @@ class GenerationConfig(Section):
     length_penalty: float = 1.0
     max_new_tokens: int = Field(100, gt=0)
     early_stopping: bool = True
+    batch_by_tokens: bool = True
+    """dsum predict: size the length-sorted batches by a token budget (eval_batch_size × max_source_length,
+    at most 4 × eval_batch_size rows), so short dialogues go in bigger batches; same outputs, same peak
+    encoder memory. False = fixed batches of eval_batch_size. (Evaluation inside training keeps its own.)"""
 
 
 class MetricConfig(Section):
@@ -111,9 +117,140 @@ class MetricConfig(Section):
 
 
 class TrackingConfig(Section):
-    backend: Literal["none", "wandb"] = "none"
+    backend: Literal["none", "wandb", "mlflow", "tensorboard"] = "none"
     project: str = "dsum"
+    """W&B project / MLflow experiment shared by the team."""
     entity: str | None = None
+    """W&B team (entity); None = the logged-in user's default."""
+    group: str | None = None
+    """W&B group (a tuning study puts its trials in a group named after it)."""
+    tags: list[str] = []
+    notes: str | None = None
+    """W&B run notes; None = general.notes."""
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    """W&B mode; auto = WANDB_MODE when set, else online when logged in (WANDB_API_KEY or ~/.netrc), else offline."""
+    log_model: bool = False
+    """Upload checkpoint-best as a model artifact (W&B) or run artifact (MLflow)."""
+    uri: str | None = None
+    """MLflow tracking URI; None = sqlite:///<general.output_dir>/mlflow.db."""
+
+
+class SearchParam(Section):
+    """One searched key: a float/int range (low, high, log, step) or categorical choices."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> "SearchParam":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"a {self.type} parameter needs low <= high")
+        return self
+
+
+class TuneConfig(Section):
+    study_name: str = "dsum-study"
+    storage: str | None = None
+    """Optuna storage URL; None = sqlite:///<general.output_dir>/<study_name>/optuna.db. Use postgresql://... for several machines."""
+    mode: Literal["train", "decode"] = "train"
+    """train: each trial is a full training run; decode: search generation.* on a fixed checkpoint, no training."""
+    checkpoint: Path | None = None
+    """The model folder decode mode generates with (e.g. runs/demo/checkpoint-best)."""
+    space: dict[str, SearchParam] = {}
+    """Dotted config key → how to sample it, e.g. training.learning_rate: {type: float, low: 1e-5, high: 5e-4, log: true}."""
+    n_trials: int = Field(20, gt=0)
+    """Trials this command runs (a re-run adds this many more to the same study)."""
+    timeout: float | None = None
+    """Stop starting new trials after this many seconds."""
+    direction: Literal["maximize", "minimize"] = "maximize"
+    objective: Literal["score", "rouge1", "rouge2", "rougeL"] = "score"
+    """The dev metric to optimise: the board score (default) or one of its parts."""
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int | None = 42
+    """Sampler seed (worker i uses seed + i); None = unseeded."""
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    n_startup_trials: int = Field(3, ge=0)
+    """Median pruner: trials finished before any pruning."""
+    n_warmup_steps: int = Field(1, ge=0)
+    """Median pruner: evaluations of a trial before it can be pruned."""
+    heartbeat_interval: int = Field(60, gt=0)
+    """Seconds between a running trial's heartbeats; a trial silent for 3x this (a killed worker) is failed and retried once."""
+
+
+class LlmConfig(Section):
+    """An OpenAI-compatible chat API (Upstage Solar by default); the key comes from UPSTAGE_API_KEY only."""
+
+    base_url: str = "https://api.upstage.ai/v1"
+    model: str = "solar-pro2"
+    system_prompt: str = (
+        "당신은 한국어 일상 대화를 요약하는 전문가입니다. 대화의 핵심을 한두 문장으로 간결하게 요약하세요. "
+        "화자는 대화에 나온 그대로 #Person1#, #Person2# 같은 태그로 부르고, #PhoneNumber# 같은 #...# 토큰은 "
+        "바꾸지 말고 그대로 쓰세요. 요약문만 출력하세요."
+    )
+    user_prompt: str = "다음 대화를 요약해 주세요.\n\n{dialogue}"
+    """The dialogue goes where {dialogue} is; few-shot examples use the same template (write literal braces as {{ }})."""
+    shots: int = Field(0, ge=0)
+    """0 = zero-shot; k = k examples from data.train given as earlier chat turns."""
+    shot_selection: Literal["bm25", "tfidf", "random"] = "bm25"
+    """The most similar training dialogues by BM25 or TF-IDF over morphemes (metric.tokenizer), or random (seeded per row)."""
+    temperature: float = Field(0.2, ge=0, le=2)
+    top_p: float = Field(0.3, gt=0, le=1)
+    max_tokens: int = Field(256, gt=0)
+    requests_per_minute: int = Field(100, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0)
+    """None = no token limit."""
+    window_s: float = Field(60, gt=0)
+    """The sliding window both limits are enforced over, scaled: at most requests_per_minute × window_s / 60 requests in ANY window_s seconds (a shorter window is smoother, never faster)."""
+    concurrency: int = Field(4, gt=0)
+    """Requests in flight at once."""
+    timeout_s: float = Field(60, gt=0)
+    max_retries: int = Field(6, ge=0)
+    """Retries of a request after 429, 5xx, a timeout, a dropped connection or a malformed answer."""
+    backoff_s: float = Field(1.0, gt=0)
+    """The first retry waits about this long, doubling each time (with jitter) up to backoff_max_s; a Retry-After header wins."""
+    backoff_max_s: float = Field(60, gt=0)
+    cache: Path = Path("runs/llm_cache.sqlite")
+    """SQLite file of every answer received: a rerun never pays for the same request twice (--no-cache ignores it)."""
+
+
+class AugmentConfig(Section):
+    """`dsum augment`: new training rows from old ones; API methods use the llm section's API, limits and cache."""
+
+    source: Path | None = None
+    """The rows to augment; None = the first file of data.train."""
+    output: Path | None = None
+    """None = <general.output_dir>/augment/<source name>_<method>.csv."""
+    aeda_ratio: float = Field(0.3, gt=0, le=1)
+    """aeda: each turn gets 1 to ratio × words punctuation marks inserted between its words."""
+    turn_noise_ratio: float = Field(0.3, gt=0, le=1)
+    """turn-noise: the share of turns (at least one) whose leading filler word is added, dropped or repeated."""
+    back_translation_fields: list[Literal["dialogue", "summary"]] = ["dialogue"]
+    pivot_language: str = "English"
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(2048, gt=0)
+    system_prompt: str = "당신은 한국어 대화 데이터를 다루는 꼼꼼한 편집자입니다. 요청한 결과물만 출력하세요."
+    paraphrase_prompt: str = (
+        "다음 대화를 뜻은 그대로 두고 다른 표현으로 바꿔 써 주세요. 각 줄은 원래처럼 '#PersonN#: '으로 시작하고, "
+        "줄 수와 화자 순서를 그대로 지키세요. #Person1#, #PhoneNumber# 같은 #...# 토큰은 한 글자도 바꾸지 말고 "
+        "그대로 두세요. 바꿔 쓴 대화만 출력하세요.\n\n{dialogue}"
+    )
+    summary_rewrite_prompt: str = (
+        "다음 요약문을 뜻은 그대로 두고 다른 문장으로 바꿔 써 주세요. #Person1# 같은 #...# 토큰은 그대로 두세요. "
+        "바꿔 쓴 요약문만 출력하세요.\n\n{summary}"
+    )
+    translate_prompt: str = (
+        "Translate the following {source_language} text into {target_language}. Keep every token of the form "
+        "#...# (such as #Person1# or #PhoneNumber#) exactly as it is, keep the line breaks, and output only the "
+        "translation.\n\n{text}"
+    )
 
 
 class Config(Section):
@@ -124,6 +261,9 @@ class Config(Section):
     generation: GenerationConfig = GenerationConfig()
     metric: MetricConfig = MetricConfig()
     tracking: TrackingConfig = TrackingConfig()
+    tune: TuneConfig | None = None
+    llm: LlmConfig = LlmConfig()
+    augment: AugmentConfig = AugmentConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
