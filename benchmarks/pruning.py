@@ -1,6 +1,6 @@
 """Pruning: the same Optuna study on the demo recipe with and without the median pruner.
 
-Run from anywhere: .venv/bin/python benchmarks/pruning.py [--trials 12] [--epochs E]
+Run from anywhere: .venv/bin/python benchmarks/pruning.py [--trials 12] [--epochs E] [--set KEY=VALUE ...]
 
 Both studies search configs/demo-tune.yaml's space (learning rate, batch size, warmup, weight
 decay) with the same seeded TPE sampler for --trials trials each, every trial a full dsum
@@ -38,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=float, default=None, help="training.epochs of every trial (default: the config's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="a config override for every trial, e.g. model.tiny.layers=1 (repeatable)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--out", type=Path, default=None, help="where the studies' runs go (default: a temporary folder)")
     return parser.parse_args()
@@ -68,11 +69,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    overrides = [] if args.epochs is None else [f"training.epochs={args.epochs:g}"]
+    overrides = args.overrides + ([] if args.epochs is None else [f"training.epochs={args.epochs:g}"])
     base = load_config(CONFIG, overrides)
     t = base.tune
     print(
-        f"{args.trials} trials per study, {base.training.epochs:g} epochs each at most, TPE seed {t.seed}; "
+        f"{args.trials} trials per study, {base.training.epochs:g} epochs each at most, TPE seed {t.seed}, "
+        f"overrides {args.overrides or 'none'}; "
         f"median pruner: n_startup_trials {t.n_startup_trials}, n_warmup_steps {t.n_warmup_steps}"
     )
     with tempfile.TemporaryDirectory() as tmp:

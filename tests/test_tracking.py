@@ -48,7 +48,8 @@ def eval_scores(run_dir: Path) -> list[float]:
 
 def test_wandb_offline_run_holds_the_board_score(tmp_path):
     run_dir, metrics, stdout = train_run(
-        tmp_path, "tracking.backend=wandb", "tracking.group=tests", "tracking.tags=[demo, ci]", env=clean_env(tmp_path)
+        tmp_path, "tracking.backend=wandb", "tracking.group=tests", "tracking.tags=[demo, ci]", "tracking.log_model=true",
+        env=clean_env(tmp_path),
     )
     assert "wandb sync" in stdout
     tracking = json.loads((run_dir / "tracking.json").read_text())
@@ -64,6 +65,7 @@ def test_wandb_offline_run_holds_the_board_score(tmp_path):
     table = json.loads((log.parent / "files" / run["summary"]["dev/predictions/path"]).read_text())
     assert table["columns"][:3] == ["fname", "dialogue", "prediction"] and len(table["data"]) == metrics["dev"]["rows"]
     assert run["config"]["training"]["learning_rate"] == 3e-3
+    assert run["artifacts"]["tracked-model"] == "model"  # tracking.log_model: checkpoint-best
     assert "W&B" in (run_dir / "record.md").read_text() and "wandb sync" in (run_dir / "record.md").read_text()
 
 

@@ -41,8 +41,8 @@ def _key(item) -> str:
 
 
 def read_run(path: Path) -> dict:
-    """{"config": {...}, "summary": {...}, "history": [{...}, ...], "run": Record.run} of one offline run."""
-    run = {"config": {}, "summary": {}, "history": [], "run": None}
+    """{"config", "summary", "history" (rows), "artifacts" (name → type), "run" (Record.run)} of one offline run."""
+    run = {"config": {}, "summary": {}, "history": [], "artifacts": {}, "run": None}
     for record in records(path):
         kind = record.WhichOneof("record_type")
         if kind == "config":
@@ -51,6 +51,8 @@ def read_run(path: Path) -> dict:
             run["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update})
         elif kind == "history":
             run["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "artifact":
+            run["artifacts"][record.artifact.name] = record.artifact.type
         elif kind == "run":
             run["run"] = record.run
             run["config"].update({_key(i): json.loads(i.value_json) for i in record.run.config.update})

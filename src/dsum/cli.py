@@ -234,7 +234,7 @@ def tune(
     table = Table(title=f"study {cfg.tune.study_name}: {len(result['trials'])} trials")
     columns = list(dict.fromkeys(key for row in result["trials"] for key in row))
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column.split(".")[-1], overflow="fold")  # training.learning_rate → learning_rate
     for row in result["trials"]:
         table.add_row(*[_cell(row.get(column)) for column in columns])
     console.print(table)

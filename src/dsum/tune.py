@@ -16,6 +16,7 @@ import json
 import math
 import multiprocessing
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,10 @@ def storage_url(cfg: Config) -> str:
     return tune_section(cfg).storage or f"sqlite:///{(study_dir(cfg) / 'optuna.db').resolve()}"
 
 
+# Heartbeat retries and the matplotlib plots are marked experimental; say so once in the docs, not per call.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def open_storage(cfg: Config) -> optuna.storages.RDBStorage:
     t = tune_section(cfg)
     url = storage_url(cfg)
@@ -59,7 +64,7 @@ def open_storage(cfg: Config) -> optuna.storages.RDBStorage:
             heartbeat_interval=t.heartbeat_interval,
             grace_period=GRACE_HEARTBEATS * t.heartbeat_interval,
             # A trial whose worker died is failed, then queued again with the same parameters.
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
     except Exception as exc:  # sqlalchemy raises many kinds; all mean the storage cannot be used
         raise UserError(f"cannot open the Optuna storage {redact_url(url)}: {str(exc).splitlines()[0]}; check tune.storage") from None
@@ -163,7 +168,9 @@ class PruningCallback(TrainerCallback):
         self.trial.set_user_attr("epochs_trained", state.epoch)
         self.evaluations += 1
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after evaluation {self.evaluations} ({self.key} {value:.2f})")
+            note = f"pruned after evaluation {self.evaluations} ({self.key} {value:.2f})"
+            self.trial.set_user_attr("note", note)
+            raise optuna.TrialPruned(note)
 
 
 def train_objective(cfg: Config):
@@ -257,7 +264,6 @@ def run_worker(cfg: Config, n_trials: int, worker: int = 0, threads: int | None 
     t = tune_section(cfg)
     study = load_study(cfg, worker)
     objective = train_objective(cfg) if t.mode == "train" else decode_objective(cfg)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(recorded(objective), n_trials=n_trials, timeout=t.timeout, catch=(Exception,), gc_after_trial=True)
 
 
@@ -307,7 +313,7 @@ def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
                 **trial.params,
                 "epochs": trial.user_attrs.get("epochs_trained"),
                 "seconds": trial.duration.total_seconds() if trial.duration else None,
-                "note": trial.user_attrs.get("fail_reason", ""),
+                "note": trial.user_attrs.get("fail_reason") or trial.user_attrs.get("note", ""),
             }
         )
     return rows
@@ -338,8 +344,6 @@ def write_results(cfg: Config, study: optuna.Study) -> dict[str, Any]:
 
 def save_plots(study: optuna.Study, out: Path) -> list[Path]:
     """History, importances and parallel coordinates from optuna.visualization.matplotlib, as PNGs."""
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -355,12 +359,10 @@ def save_plots(study: optuna.Study, out: Path) -> list[Path]:
         "intermediate_values": vis.plot_intermediate_values,
     }
     for name, plot in plots.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
-            try:
-                axes = plot(study)
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                continue  # e.g. importances need two finished trials with different values
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            continue  # e.g. importances need two finished trials with different values
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
         figure.set_size_inches(9, 5)
         figure.tight_layout()
