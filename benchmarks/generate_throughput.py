@@ -1,45 +1,74 @@
 """Generation throughput: the organiser's inference loop against dsum.generate.generate_summaries.
 
-Run from anywhere: .venv/bin/python benchmarks/generate_throughput.py [--limit N] [--train-steps S]
+Run from anywhere: .venv/bin/python benchmarks/generate_throughput.py [--limit N] [--repeats R]
 
 Both loops summarise the same dialogues (the real dev.csv when ../shared/data/competition-ko/
 holds it, else data/sample/dev.csv, cleaned with dsum.text.Normalizer) with the same tiny BART
-(model.tiny in configs/demo.yaml) and the same generation settings: dsum.generate.generation_kwargs
-of the config with num_beams=4 (no_repeat_ngram_size 2, max_new_tokens from the config), batch 32.
+(model.tiny in configs/demo.yaml, vocabulary --vocab-size) and the organiser's generation
+settings: batch 32, num_beams 4, no_repeat_ngram_size 2, early_stopping, max_length 100.
 
   * organiser: the whole split tokenized once with padding=True (every dialogue padded to the
-    split's longest, truncated to 512), batches of 32 in file order, model.generate, then
-    tokenizer.decode of each output and `<usr> <s> </s> <pad>` replaced by spaces. The organiser's
-    notebook calls generate(input_ids=...) without an attention mask. transformers 4.x then built
-    the mask from the pad ids; transformers 5.x builds it only for decoder-only models, so for
-    BART the encoder and the cross-attention attend to every pad. By default this loop passes the
-    mask of the up-front tokenization, which is what the organiser's call did on the library it
-    was written for; --organiser-no-mask times the literal call under the installed transformers
-    (its outputs then change with the amount of padding).
-  * dsum: generate_summaries: each dialogue tokenized unpadded, batches sorted by length and padded
-    to their own longest, the original order restored, outputs cleaned by clean_summary.
+    split's longest, truncated to 512), batches of 32 in file order, model.generate(max_length=100),
+    then tokenizer.decode of each output and `<usr> <s> </s> <pad>` replaced by spaces. The
+    organiser's notebook calls generate(input_ids=...) without an attention mask. transformers 4.x
+    then built the mask from the pad ids; transformers 5.x builds it only for decoder-only models,
+    so for BART the encoder and the cross-attention attend to every pad. By default this loop
+    passes the mask of the up-front tokenization, which is what the organiser's call did on the
+    library it was written for; --organiser-no-mask times the literal call under the installed
+    transformers (its outputs then change with the amount of padding).
+  * dsum: generate_summaries (via iter_generate, its batch-by-batch form), as dsum predict runs
+    it: each dialogue tokenized unpadded, batches sorted by length and padded to their own longest,
+    the original order restored, outputs cleaned by clean_summary. generation.max_new_tokens is
+    99: for an encoder-decoder, max_length counts the decoder start token, so max_length=100 is 99
+    new tokens (the identical outputs confirm it). generation.batch_by_tokens is on, as by default:
+    the sorted batches hold up to 32 × 512 source tokens at their longest (at most 128 dialogues),
+    so the batch of the longest dialogues is a plain batch of 32 and short dialogues go in bigger
+    ones (--dsum-fixed-batches turns it off). Its beam search keeps the cross-attention cache in
+    place when beams are reordered (dsum.generate.beam_search_cache): transformers re-gathers it
+    every step although a dialogue's beams all hold copies of the same encoder output.
 
-Why the model is untrained by default: a beam-search batch decodes until the last beam of its
-last dialogue ends. On the real dev split (this tokenizer) the reference summaries are 43 tokens
-on average, and every file-order batch of 32 holds one of 74 tokens or more, above the config's
-cap of 60; so a real model would decode nearly every organiser batch to the cap. An untrained
-model runs every batch to max_new_tokens in both loops, which matches that. Training the tiny
-model briefly gives less realistic lengths: after 50-300 steps (--train-steps) it emits one
-input-independent summary of 16-20 tokens for every dialogue, so every batch would stop after
-~16 steps, shrinking the decoder's share of the work and flattering dsum. Not modelled, in dsum's
-favour: with a real model, the sorted batches of short dialogues (longest reference 46-58 tokens
-in 6 of the 16 batches) would also stop before the cap. The output lengths are printed so the
-case being measured is visible.
+The model: the tiny BART's weight matrices are redrawn with std 0.3 (--init-std; seeded). At its
+own initialisation (std 0.02) an untrained tiny model writes the same summary for every
+dialogue, so "identical outputs" would prove nothing; with 0.3 every dialogue of dev.csv gets
+its own summary (the count of distinct summaries is printed) and the computation is unchanged.
 
-By default every dialogue of the split is generated; --limit N takes a seeded random subset (the
-organiser still pads it to the longest of the whole split, as it tokenizes the split up front).
-After an untimed warm-up call, the two loops run alternately --repeats times (default 2, the
-first loop swapped each time) and the fastest run of each counts.
+Vocabulary (--vocab-size, default 4000). The tiny tokenizer is trained on the split itself, and
+its vocabulary sets the token lengths, hence the padding each loop pays for. KoBART's
+30,000-entry tokenizer was trained on 40 GB of Korean; it splits a typical word in 1-2 pieces and
+English letter by letter ("▁안녕하 세요. ▁한국어 ▁B A R T ▁입 니다." in its README), and the
+dialogues hold many English names: about 2 tokens per word is the estimate. Trained on dev.csv's
+499 dialogues (83.5 words on average), the tiny tokenizer gives 2.45 tokens per word at 2,000
+entries (configs/demo.yaml's; mean dialogue 205 tokens, longest 733), 2.01 at 4,000 (168, longest
+597), 1.74 at 8,000 (146, longest 493) and 1.41 at 30,000 (118, longest 375): a 30,000-entry
+vocabulary learnt from 500 dialogues stores most whole words, far shorter than KoBART's pieces,
+while 4,000 gives about 2 per word. 2,000 overstates the lengths, which favours the organiser
+(--vocab-size 2000 shows that case).
+
+Why no trained model: a beam-search batch decodes until the last beam of its last dialogue ends,
+and this model runs nearly every batch to the cap in both loops. With a real model the organiser's
+file-order batches of 32 would still decode close to their longest reference (58-116 tokens at
+the default vocabulary; printed), while dsum's sorted batches of short dialogues would stop
+earlier (41-69): that part of dsum's gain is not modelled. Training the tiny model briefly
+(--train-steps; measured with --init-std 0) gives less realistic lengths: after 50-300 steps it
+emits one input-independent summary of 16-20 tokens for every dialogue, so every batch stops
+after ~16 steps. The output lengths are printed so the case measured is visible. Nor are the
+tiny model's proportions KoBART's: at width 64 the cross-attention over the (padded) source and
+its per-step cache gather are a large share of each decoder step, while at KoBART's width 768
+the decoder's weight matrices dominate, so there the padding saved counts mostly in the encoder.
+The ratio measures the two loops on this model; it is not a prediction for KoBART.
+
+Timing: the machine is shared, so the two loops run in lock step, batch by batch, and each step
+is timed on its own: the loop that has summarised the smaller share of its dialogues goes next
+(ties: the organiser in odd runs, dsum in even ones), so both meet the same background load over
+the whole run. A loop's first step is its tokenization (and, for dsum, its sorting); both are
+timed. After an untimed warm-up call the lock-step run is done --repeats times (default 2); the
+times of all repeats are summed.
 Outputs are compared twice: the generations (the organiser's decoded text put through dsum's
 clean_summary, so only the token ids can differ) and the texts as each loop returns them
 (whitespace-normalised: the organiser leaves double spaces where it replaced tokens, and keeps
 <unk>/<mask>, which clean_summary drops). Every mismatch is counted and the first few shown.
-The last line is `ratio: <dsum dialogues/s / organiser dialogues/s>`.
+Printed too: source tokens real vs fed to the encoder. The last line is
+`ratio: <dsum dialogues/s / organiser dialogues/s>`.
 """
 
 from __future__ import annotations
@@ -54,7 +83,7 @@ from torch.utils.data import DataLoader
 
 from dsum.config import load_config
 from dsum.data import read_examples
-from dsum.generate import clean_summary, generate_summaries, generation_kwargs, length_batches
+from dsum.generate import clean_summary, generate_summaries, generation_kwargs, iter_generate, length_batches
 from dsum.modeling import load_model_and_tokenizer
 from dsum.text import Normalizer, special_tokens_for
 from dsum.train import tokenize_examples
@@ -64,7 +93,7 @@ SHARED_DEV = REPO.parent / "shared" / "data" / "competition-ko" / "dev.csv"
 SAMPLE_DEV = REPO / "data" / "sample" / "dev.csv"
 CONFIG = REPO / "configs" / "demo.yaml"
 ORGANISER_REMOVE = ("<usr>", "<s>", "</s>", "<pad>")  # what the organiser's notebook strips
-VOCAB_SIZE = 2000  # the tiny tokenizer's vocabulary (see the docstring)
+VOCAB_SIZE = 4000  # the tiny tokenizer's vocabulary: token lengths like KoBART's (see the docstring)
 
 
 def parse_args() -> argparse.Namespace:
@@ -79,17 +108,21 @@ def parse_args() -> argparse.Namespace:
         help="the organiser's generate(max_length=...) (100, counting the decoder start token); "
         "dsum gets generation.max_new_tokens = max_length - 1, the same cap",
     )
-    parser.add_argument(
-        "--vocab-size", type=int, default=VOCAB_SIZE, help="the tiny tokenizer's vocabulary (see the docstring)"
-    )
+    parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="the tiny tokenizer's vocabulary (see above)")
     parser.add_argument(
         "--dsum-fixed-batches",
         action="store_true",
         help="dsum with generation.batch_by_tokens=false (fixed batches of --batch-size), to see what the budget adds",
     )
+    parser.add_argument(
+        "--init-std",
+        type=float,
+        default=0.3,
+        help="redraw the weight matrices with this std (0: keep the model's own init; see above)",
+    )
     parser.add_argument("--train-steps", type=int, default=0, help="train briefly first (default 0: untrained, see above)")
     parser.add_argument("--train-batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each loop; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=2, help="lock-step runs; their times are summed")
     parser.add_argument(
         "--organiser-no-mask", action="store_true", help="call generate(input_ids=...) without the attention mask"
     )
@@ -134,26 +167,68 @@ def train_briefly(model, tokenizer, sources, targets, cfg, steps: int, batch_siz
     model.eval()
 
 
-@torch.inference_mode()
-def organiser_generate(model, tokenizer, split, keep, gen_kwargs, batch_size, max_source, use_mask=True):
-    """The organiser's loop: pad the whole split up front, file order, decode, strip 4 strings.
+def organiser_steps(model, tokenizer, split, keep, gen_kwargs, batch_size, max_source, use_mask=True):
+    """The organiser's loop, one batch per step: pad the whole split up front, file order, decode, strip 4 strings.
 
-    Returns the texts for the dialogues `keep` (indices into the split, in file order), the
-    padded shape, and the number of generated tokens of each output.
+    The first step tokenizes and yields the number of batches and the padded shape; each later
+    step yields (indices into `keep`, texts, generated token counts) for one batch.
     """
     model.eval()
     enc = tokenizer(split, padding=True, truncation=True, max_length=max_source, return_tensors="pt")
     rows = [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i]} for i in keep]
-    summaries, lengths = [], []
-    for batch in DataLoader(rows, batch_size=batch_size):  # sequential: file order
+    loader = DataLoader(rows, batch_size=batch_size)  # sequential: file order
+    yield len(loader), tuple(enc["input_ids"].shape)
+    done = 0
+    for batch in loader:
         inputs = batch if use_mask else {"input_ids": batch["input_ids"]}
-        generated = model.generate(**inputs, **gen_kwargs)
-        for ids in generated:
-            summaries.append(tokenizer.decode(ids))
-            lengths.append(int((ids != tokenizer.pad_token_id).sum()) - 1)  # minus the decoder start token
-    for token in ORGANISER_REMOVE:
-        summaries = [s.replace(token, " ") for s in summaries]
-    return summaries, tuple(enc["input_ids"].shape), lengths
+        with torch.inference_mode():
+            generated = model.generate(**inputs, **gen_kwargs)
+        texts = [tokenizer.decode(ids) for ids in generated]
+        for token in ORGANISER_REMOVE:
+            texts = [s.replace(token, " ") for s in texts]
+        lengths = [int((ids != tokenizer.pad_token_id).sum()) - 1 for ids in generated]  # minus the decoder start
+        indices = list(range(done, done + len(texts)))
+        done += len(texts)
+        yield indices, texts, lengths
+
+
+class Loop:
+    """One loop's step generator, its timing and its collected outputs."""
+
+    def __init__(self, name: str, steps, n: int):
+        self.name, self.steps, self.n = name, steps, n
+        self.seconds, self.done = 0.0, 0
+        self.texts: list[str] = [""] * n
+        self.lengths: list[int] = [0] * n
+        self.info = self.step()  # tokenizing: timed
+
+    def step(self):
+        start = time.perf_counter()
+        out = next(self.steps, None)
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def advance(self) -> bool:
+        out = self.step()
+        if out is None:
+            self.done = self.n
+            return False
+        indices, texts = out[0], out[1]
+        for pos, i in enumerate(indices):
+            self.texts[i] = texts[pos]
+            if len(out) > 2:
+                self.lengths[i] = out[2][pos]
+        self.done += len(indices)
+        return True
+
+
+def run_lockstep(loops: list[Loop]) -> None:
+    """Step the loop with the smallest share of its dialogues done (ties: the first listed) until all finish."""
+    active = list(loops)
+    while active:
+        loop = min(active, key=lambda lp: lp.done / lp.n)
+        if not loop.advance():
+            active.remove(loop)
 
 
 def show_mismatches(title: str, left: list[str], right: list[str], shown: int = 3) -> int:
@@ -185,8 +260,14 @@ def main() -> None:
         print("  warning: other processes are using the CPU; timings (of both loops) will be noisy")
 
     special = special_tokens_for(sources + targets)
-    print("building the tiny model and training its tokenizer ...", flush=True)
+    print(f"building the tiny model and training its tokenizer (vocabulary {args.vocab_size}) ...", flush=True)
     model, tokenizer = load_model_and_tokenizer(cfg.model, special, train_texts=sources + targets)
+    if args.init_std > 0:
+        torch.manual_seed(cfg.general.seed)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() > 1:
+                    parameter.normal_(0, args.init_std)
     if args.train_steps > 0:
         print(f"training {args.train_steps} steps (dsum batching, batch {args.train_batch_size})")
         train_briefly(model, tokenizer, sources, targets, cfg, args.train_steps, args.train_batch_size)
@@ -196,59 +277,71 @@ def main() -> None:
     generator = torch.Generator().manual_seed(cfg.general.seed)
     keep = sorted(torch.randperm(len(sources), generator=generator)[:n].tolist())
     dialogues = [sources[i] for i in keep]
-    mask_note = "without attention mask" if args.organiser_no_mask else "with attention mask"
-    print(f"generating {n} dialogues, batch {args.batch_size}, organiser {mask_note}, {gen_kwargs}")
-    print(f"dsum: {generation_kwargs(cfg.generation)}, batch_by_tokens={cfg.generation.batch_by_tokens}")
     max_source = cfg.model.max_source_length
+    mask_note = "without attention mask" if args.organiser_no_mask else "with attention mask"
+    print(f"generating {n} dialogues, batch {args.batch_size}")
+    print(f"  organiser ({mask_note}): {gen_kwargs}")
+    print(f"  dsum: {generation_kwargs(cfg.generation)}, batch_by_tokens={cfg.generation.batch_by_tokens}")
     lengths = [len(ids) for ids in tokenizer(dialogues, truncation=True, max_length=max_source)["input_ids"]]
     dsum_batches = length_batches(lengths, args.batch_size, max_source, cfg.generation.batch_by_tokens)
 
-    def run_organiser():
-        return organiser_generate(
-            model, tokenizer, sources, keep, gen_kwargs, args.batch_size, cfg.model.max_source_length,
-            use_mask=not args.organiser_no_mask,
-        )
-
-    def run_dsum():
-        return generate_summaries(
-            model, tokenizer, dialogues, cfg.generation, args.batch_size, cfg.model.max_source_length, progress=False
-        )
-
     # Untimed warm-up: the first generate call of a process pays one-off set-up costs.
-    generate_summaries(model, tokenizer, dialogues[:4], cfg.generation, 4, cfg.model.max_source_length, progress=False)
-    best = {"organiser": float("inf"), "dsum": float("inf")}
-    results = {}
+    generate_summaries(model, tokenizer, dialogues[:4], cfg.generation, 4, max_source, progress=False)
+    totals = {"organiser": 0.0, "dsum": 0.0}
+    first_texts = None
     for repeat in range(1, args.repeats + 1):
-        loops = [("organiser", run_organiser), ("dsum", run_dsum)]
-        for name, loop in loops if repeat % 2 else reversed(loops):  # alternate which runs first
-            start = time.perf_counter()
-            results[name] = loop()
-            elapsed = time.perf_counter() - start
-            best[name] = min(best[name], elapsed)
-            print(f"  run {repeat}: {name} {elapsed:.1f}s", flush=True)
-    raw, padded_shape, out_lengths = results["organiser"]
-    ours = results["dsum"]
+        organiser = Loop(
+            "organiser",
+            organiser_steps(
+                model, tokenizer, sources, keep, gen_kwargs, args.batch_size, max_source, not args.organiser_no_mask
+            ),
+            n,
+        )
+        dsum = Loop("dsum", iter_generate(model, tokenizer, dialogues, cfg.generation, args.batch_size, max_source), n)
+        run_lockstep([organiser, dsum] if repeat % 2 else [dsum, organiser])  # ties: alternate who goes first
+        for loop in (organiser, dsum):
+            totals[loop.name] += loop.seconds
+        print(
+            f"  run {repeat}: organiser {organiser.seconds:.1f}s, dsum {dsum.seconds:.1f}s "
+            f"(ratio {organiser.seconds / dsum.seconds:.2f}; load average now {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+        if first_texts is None:
+            first_texts = (organiser.texts, dsum.texts)
+        elif first_texts != (organiser.texts, dsum.texts):
+            print("  warning: this run's outputs differ from the first run's")
+
+    padded_shape = organiser.info[1]
     real = sum(lengths)
     organiser_fed = n * padded_shape[1]
-    dsum_fed = sum(len(batch) * lengths[batch[0]] for batch in dsum_batches)  # each batch's first is its longest
-    print(f"organiser: the split padded up front to {padded_shape}; {-(-n // args.batch_size)} batches of {args.batch_size}")
+    dsum_fed = sum(len(batch) * lengths[batch[0]] for batch in dsum_batches)  # a batch's first row is its longest
+    print()
+    print(f"organiser: the split padded up front to {padded_shape}; {organiser.info[0]} batches of {args.batch_size}")
     print(f"dsum: {len(dsum_batches)} batches of {[len(b) for b in dsum_batches]} dialogues")
     for name, fed in (("organiser", organiser_fed), ("dsum", dsum_fed)):
         print(f"  {name} source tokens: {real} real / {fed} fed ({real / fed:.1%} real, {fed - real} padding)")
 
     cap = cfg.generation.max_new_tokens
-    print()
+    out_lengths = organiser.lengths
     print(
         f"output lengths: mean {sum(out_lengths) / n:.1f} tokens, max {max(out_lengths)}, "
-        f"{sum(k >= cap for k in out_lengths)}/{n} reached max_new_tokens={cap}"
+        f"{sum(k >= cap for k in out_lengths)}/{n} reached the cap of {cap} new tokens; "
+        f"{len(set(dsum.texts))} distinct summaries"
     )
-    generation_diffs = show_mismatches("identical generations", [clean_summary(s) for s in raw], ours)
-    show_mismatches("identical texts as returned", [" ".join(s.split()) for s in raw], ours)
+    ref = [len(ids) - 1 for ids in tokenizer(text_target=[targets[i] for i in keep])["input_ids"]]  # minus <s>
+    organiser_longest = sorted(max(ref[i : i + args.batch_size]) for i in range(0, n, args.batch_size))
+    dsum_longest = [max(ref[i] for i in batch) for batch in dsum_batches]
+    print(
+        f"reference summaries: mean {sum(ref) / n:.1f} tokens; longest per batch: organiser "
+        f"{organiser_longest}, dsum {dsum_longest} (a real model stops a batch near its longest)"
+    )
+    generation_diffs = show_mismatches("identical generations", [clean_summary(s) for s in organiser.texts], dsum.texts)
+    show_mismatches("identical texts as returned", [" ".join(s.split()) for s in organiser.texts], dsum.texts)
     if generation_diffs and args.organiser_no_mask:
         print("  (expected: without a mask the organiser's encoder attends to its padding; drop --organiser-no-mask)")
-    rates = {name: n / seconds for name, seconds in best.items()}
-    for name, seconds in best.items():
-        print(f"{name}: {n} dialogues in {seconds:.2f} s = {rates[name]:.2f} dialogues/s")
+    rates = {name: args.repeats * n / seconds for name, seconds in totals.items()}
+    for name, seconds in totals.items():
+        print(f"{name}: {args.repeats} × {n} dialogues in {seconds:.2f} s = {rates[name]:.2f} dialogues/s")
     print(f"ratio: {rates['dsum'] / rates['organiser']:.2f}")
 
 

@@ -9,10 +9,17 @@ tokens (counting each row at the batch's longest, as padded), at most MAX_BATCH_
 batch_size. A batch of the longest dialogues is therefore as big as a fixed batch and peaks at the
 same encoder memory, while short dialogues go in bigger batches: beam search then runs fewer
 generate calls, each of fuller steps, and every step's fixed cost is paid once for more rows.
+
+Beam search with an encoder-decoder model also gets a cache that leaves the cross-attention keys
+and values in place when the beams are reordered: transformers gathers them again at every step
+(batch × beams × source length × width per layer), but a reorder only moves beams within one
+dialogue, whose beams all hold copies of the same encoder output, so the gather changes nothing.
+The self-attention cache is reordered as usual; outputs are the same (tests/test_train.py).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Sequence
 
@@ -42,6 +49,32 @@ def generation_kwargs(gen: GenerationConfig) -> dict:
     )
 
 
+@functools.cache
+def _cross_attention_kept_cache_class():
+    from transformers.cache_utils import EncoderDecoderCache
+
+    class CrossAttentionKeptCache(EncoderDecoderCache):
+        """Beam reorders gather the self-attention cache only (see the module docstring)."""
+
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            self.self_attention_cache.reorder_cache(beam_idx)
+
+    return CrossAttentionKeptCache
+
+
+def beam_search_cache(model, gen: GenerationConfig) -> dict:
+    """generate() kwargs giving an encoder-decoder beam search the cross-attention-kept cache; {} otherwise."""
+    settings = model.generation_config
+    if gen.num_beams <= 1 or not getattr(model.config, "is_encoder_decoder", False):
+        return {}
+    if settings.cache_implementation is not None or settings.use_cache is False:
+        return {}  # a model that asks for another cache (or none) keeps it
+    from transformers.cache_utils import DynamicCache
+
+    config = model.config.get_text_config(decoder=True)
+    return {"cache": _cross_attention_kept_cache_class()(DynamicCache(config=config), DynamicCache(config=config))}
+
+
 def length_batches(
     lengths: Sequence[int], batch_size: int, max_source_length: int, by_tokens: bool = True
 ) -> list[list[int]]:
@@ -64,7 +97,6 @@ def length_batches(
     return batches
 
 
-@torch.inference_mode()
 def generate_summaries(
     model,
     tokenizer,
@@ -80,15 +112,29 @@ def generate_summaries(
     """
     from tqdm.auto import tqdm
 
+    results: list[str] = [""] * len(dialogues)
+    steps = iter_generate(model, tokenizer, dialogues, gen, batch_size, max_source_length)
+    n_batches = next(steps)
+    for batch, texts in tqdm(steps, total=n_batches, desc="generate", unit="batch", disable=not progress):
+        for index, text in zip(batch, texts):
+            results[index] = text
+    return results
+
+
+def iter_generate(model, tokenizer, dialogues: Sequence[str], gen: GenerationConfig, batch_size: int, max_source_length: int):
+    """generate_summaries one batch at a time: yields the number of batches, then (indices, summaries) per batch.
+
+    The first next() does the tokenizing and batching; each later one generates one batch.
+    """
     model.eval()
     device = next(model.parameters()).device
     encoded = tokenizer(list(dialogues), truncation=True, max_length=max_source_length)["input_ids"]
-    results: list[str] = [""] * len(encoded)
     batches = length_batches([len(ids) for ids in encoded], batch_size, max_source_length, gen.batch_by_tokens)
-    for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
-        inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-        output = model.generate(**inputs, **generation_kwargs(gen))
+    yield len(batches)
+    kwargs = generation_kwargs(gen)
+    for batch in batches:
+        with torch.inference_mode():
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
+            output = model.generate(**inputs, **kwargs, **beam_search_cache(model, gen))  # a fresh cache per call
         texts = tokenizer.batch_decode(output, skip_special_tokens=False)
-        for index, text in zip(batch, texts):
-            results[index] = clean_summary(text)
-    return results
+        yield batch, [clean_summary(text) for text in texts]
