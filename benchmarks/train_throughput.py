@@ -14,8 +14,8 @@ B (default 50, the organiser's per_device_train_batch_size), E passes over the N
     in the loss), random order (torch RandomSampler, reshuffled each pass). On the real training
     split (train.csv, 12,457 rows) the longest dialogue and summary are longer than 512/100 tokens
     under every vocabulary tried (the test split's longest dialogue alone is 704-1,169 tokens), so
-    the organiser trains on 512/100 tensors; at the default vocabulary dev.csv's own longest are
-    too (597 and 117 tokens), so this split pads to the same shape, which is printed.
+    the organiser trains on 512/100 tensors; at 2,000 and 4,000 entries dev.csv's own longest
+    are too (733/147 and 597/117 tokens), so this split pads to the same shape, which is printed.
   * dsum: unpadded features from dsum.train.tokenize_examples, batches in the order transformers'
     LengthGroupedSampler gives (train_sampling_strategy="group_by_length"), padded per batch by
     dsum.train.make_collator (label_pad_token_id=-100, decoder inputs built from the labels).
@@ -26,10 +26,10 @@ B (default 50, the organiser's per_device_train_batch_size), E passes over the N
     way each batch of 50 covers a 1/50 slice of a length-sorted sample of the same distribution,
     so the padding per batch here is what real training gets.
 
-Batch size: the organiser trains with 50. Smaller batches (the old default here was 16) favour
-the organiser: with 16 rows the Trainer's mega-batches on train.csv are 800 rows and a batch's
-1/50 slice is the same, but on this small split the per-step fixed costs weigh more; --batch-size
-16 shows it.
+Batch size: 50 by default because the organiser trains with 50 (it was 16 here before). The
+ratio hardly depends on it; measured on this 2-core machine at load average 1-2: 2.78, 2.71 and
+2.70 at batch 50 and 2.88 at 16 with the 4,000-entry vocabulary, 2.53 at 50 and 2.51 at 16 with
+2,000.
 
 Vocabulary (--vocab-size, default 4000): the tiny tokenizer is trained on the split and its
 vocabulary sets the token lengths, hence the padding each path pays for. KoBART (30,000 entries,
@@ -39,11 +39,13 @@ names: about 2 tokens per word is the estimate. Trained on dev.csv's 499 dialogu
 average) the tiny tokenizer gives 2.45 tokens per word at 2,000 entries (configs/demo.yaml's;
 mean dialogue 205 tokens), 2.01 at 4,000 (168), 1.74 at 8,000 (146) and 1.41 at 30,000 (118; a
 30,000-entry vocabulary learnt from 500 dialogues stores most whole words, unlike KoBART's). 4,000
-gives KoBART-like lengths; 2,000 overstates them, which favours the organiser.
+gives KoBART-like lengths; 2,000 overstates them, which favours the organiser (see above).
 
 The two paths run interleaved, batch by batch, and each step is timed on its own: on a shared
 machine both paths then see the same background load. A step's time includes building its batch
-(the collator's padding for dsum); the organiser's up-front tokenization is not timed. Printed
+(the collator's padding for dsum); the organiser's up-front tokenization is not timed. Heavy
+contention defeats the interleaving, as small batches suffer more from it: at load average 5
+three runs gave 1.40-1.56, with every step 6-12 times slower than at load 1-2. Printed
 per path: samples/s, seconds, and real vs fed tokens (attention-mask sum / non-pad labels
 against the numel of the batches). The last line is `ratio: <dsum / organiser samples/s>`.
 """
@@ -216,6 +218,8 @@ def main() -> None:
     print(f"load average {load:.1f} on {os.cpu_count()} cores; torch threads {torch.get_num_threads()}")
     if load > 1.0:
         print("  warning: other processes are using the CPU; timings will be noisy (the paths are interleaved)")
+    if load > 3.0:
+        print("  warning: at this load the ratio is not trustworthy (see the docstring); run when the machine is quieter")
 
     special = special_tokens_for(sources + targets)
     print(f"building the tiny model and training its tokenizer (vocabulary {args.vocab_size}) ...", flush=True)

@@ -107,8 +107,9 @@ class GenerationConfig(Section):
     early_stopping: bool = True
     batch_by_tokens: bool = True
     """dsum predict: size the length-sorted batches by a token budget (eval_batch_size × max_source_length,
-    at most 4 × eval_batch_size rows), so short dialogues go in bigger batches; same outputs, same peak
-    encoder memory. False = fixed batches of eval_batch_size. (Evaluation inside training keeps its own.)"""
+    at most 4 × eval_batch_size rows), so short dialogues go in bigger batches; same outputs (bar float
+    rounding in a rare near-tie of beams), same peak encoder memory. False = fixed batches of
+    eval_batch_size. (Evaluation inside training keeps its own.)"""
 
 
 class MetricConfig(Section):
