@@ -62,14 +62,12 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from dsum.config import load_config
-from dsum.data import read_examples
 from dsum.modeling import load_model_and_tokenizer
-from dsum.text import Normalizer, special_tokens_for
+from dsum.text import special_tokens_for
 from dsum.train import make_collator, tokenize_examples
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DEV = REPO.parent / "shared" / "data" / "competition-ko" / "dev.csv"
-SAMPLE_DEV = REPO / "data" / "sample" / "dev.csv"
+from common import REPO, load_data, report_load  # benchmarks/ is on sys.path when run as a script
+
 CONFIG = REPO / "configs" / "demo.yaml"
 
 
@@ -91,15 +89,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--data", type=Path, default=None, help="a CSV with summaries (default: real dev, else sample dev)")
     return parser.parse_args()
-
-
-def load_data(path: Path | None) -> tuple[Path, list[str], list[str]]:
-    path = path or (SHARED_DEV if SHARED_DEV.exists() else SAMPLE_DEV)
-    examples = read_examples(path, require_summary=True)
-    normalizer = Normalizer()
-    sources = [normalizer(ex.dialogue) for ex in examples]
-    targets = [normalizer(ex.summaries[0]) for ex in examples]
-    return path, sources, targets
 
 
 def organiser_batches(tokenizer, sources, targets, keep, max_source, max_target, batch_size, seed):
@@ -214,12 +203,7 @@ def main() -> None:
     seed = cfg.general.seed
     path, sources, targets = load_data(args.data)
     print(f"data: {path} ({len(sources)} examples)")
-    load = os.getloadavg()[0]
-    print(f"load average {load:.1f} on {os.cpu_count()} cores; torch threads {torch.get_num_threads()}")
-    if load > 1.0:
-        print("  warning: other processes are using the CPU; timings will be noisy (the paths are interleaved)")
-    if load > 3.0:
-        print("  warning: at this load the ratio is not trustworthy (see the docstring); run when the machine is quieter")
+    report_load()
 
     special = special_tokens_for(sources + targets)
     print(f"building the tiny model and training its tokenizer (vocabulary {args.vocab_size}) ...", flush=True)
