@@ -1,6 +1,7 @@
 """Tests for dsum.data: reading and checking data files."""
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,14 @@ from dsum.data import (
     Example,
     check_files,
     file_sha256,
+    preprocess_file,
     read_examples,
     read_predictions,
     read_table,
     reference_map,
 )
 from dsum.errors import UserError
+from dsum.text import Normalizer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -156,6 +159,53 @@ def test_unparsable_file_is_an_error_finding(tmp_path):
     assert findings(report) == {"unreadable": ("error", 1)}
 
 
+def random_files(tmp_path: Path) -> list[Path]:
+    """Seeded junk named like data files: random bytes, the same as 7-bit text (a lone \\r in an
+    unquoted field broke the header read with csv.Error), and NUL bytes."""
+    bodies = {}
+    for seed in range(20):
+        raw = random.Random(seed).randbytes(2000)
+        bodies[f"bytes{seed}.csv"] = raw
+        bodies[f"ascii{seed}.csv"] = bytes(b & 0x7F for b in raw)
+        bodies[f"ascii{seed}.jsonl"] = bytes(b & 0x7F for b in raw)
+    bodies["quote_nul.csv"] = b'a,"b\x00'
+    bodies["nul_fname.csv"] = b"fname,dialogue\n\x00,#Person1#: x\n"
+    bodies["deep.jsonl"] = b"[" * 100_000
+    return [write(tmp_path, name, body) for name, body in bodies.items()]
+
+
+def test_unparsable_files_are_error_findings_and_user_errors(tmp_path):
+    for path in random_files(tmp_path):
+        report = check_one(path)
+        assert report.has_errors, path
+        with pytest.raises(UserError) as caught:
+            read_examples(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, message
+
+
+def test_nul_bytes_are_named(tmp_path):
+    path = write(tmp_path, "train.csv", b"fname,dialogue,summary\nt0,\x00,x\n")
+    assert findings(check_one(path)) == {"nul_bytes": ("error", 1)}
+    with pytest.raises(UserError, match="NUL bytes .first at offset 26."):
+        read_table(path)
+
+
+def test_csv_with_a_lone_carriage_return_is_read_as_pandas_reads_it(tmp_path):
+    path = write(tmp_path, "pred.csv", b"fname,summary\ra,b\rc,d\r")
+    assert read_predictions(path) == {"a": "b", "c": "d"}
+
+
+def test_header_only_file_is_an_error(tmp_path):
+    path = write(tmp_path, "train.csv", "fname,dialogue,summary,topic\n")
+    report = check_one(path)
+    assert report.rows == 0 and findings(report) == {"no_rows": ("error", 1)}
+    with pytest.raises(UserError, match="no data rows"):
+        read_examples(path)
+    jsonl = write(tmp_path, "dev.jsonl", "\n\n")
+    assert findings(check_one(jsonl))["no_rows"] == ("error", 1)
+
+
 def test_missing_path_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         check_files([tmp_path / "nope.csv"])
@@ -265,3 +315,66 @@ def test_real_dialogsum_test_has_three_references():
     examples = read_examples(SHARED / "dialogsum-en" / "dialogsum.test.jsonl", require_summary=True)
     assert len(examples) == 500
     assert all(len(ex.summaries) == 3 for ex in examples)
+
+
+# --- preprocess_file: a cleaned copy of a file ---------------------------------------------------
+
+clean = Normalizer()
+
+
+def test_preprocess_without_rules_reproduces_the_files_byte_for_byte(tmp_path):
+    for name in ("train.csv", "test.csv", "sample_submission.csv"):
+        dst = tmp_path / name
+        counts = preprocess_file(SAMPLE / name, dst, Normalizer([]))
+        assert counts == {}
+        assert dst.read_bytes() == (SAMPLE / name).read_bytes()
+
+
+def test_preprocess_csv_round_trip(tmp_path):
+    src = tmp_path / "train.csv"
+    src.write_text(
+        ",fname,dialogue,summary,topic\n"
+        '0,train_9,"#Person1#: ㅋㅋ 안녕 \n#Person2#: 네",#Person1#가  인사함,a  b\n'
+        '1,train_3,"#Person1#: 그래<br>#Person2#: ㅠㅠ",요약,c\n'
+        '2,train_5,"#Person1#: 네",요약,d\n',
+        encoding="utf-8",
+    )
+    dst = tmp_path / "out" / "train.csv"
+    counts = preprocess_file(src, dst, clean)
+    table = read_table(dst)
+    assert list(table.columns) == ["", "fname", "dialogue", "summary", "topic"]
+    assert table["fname"].tolist() == ["train_9", "train_3", "train_5"]
+    assert table[""].tolist() == ["0", "1", "2"]
+    assert table["dialogue"].tolist() == [
+        "#Person1#: 웃음 안녕\n#Person2#: 네",
+        "#Person1#: 그래\n#Person2#: 슬픔",
+        "#Person1#: 네",
+    ]
+    assert table["summary"].tolist() == ["#Person1#가 인사함", "요약", "요약"]
+    assert table["topic"].tolist() == ["a  b", "c", "d"]  # not a text column: untouched
+    # Row 0 changes in dialogue (strip) and summary (collapse): each rule counts the row once.
+    assert counts == dict(
+        literal_newline=0, html_br=1, laugh_k=1, laugh_h=0, sob=1,
+        collapse_spaces=1, strip_lines=1, drop_empty_lines=0,
+    )
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["train.csv"]  # no temp file left
+
+
+def test_preprocess_jsonl_round_trip_in_place(tmp_path):
+    path = tmp_path / "test.jsonl"
+    rows = [
+        dict(fname="t1", dialogue="#Person1#: hi  ㅎ", summary1="a ", summary2="b", topic1="x  y"),
+        dict(fname="t0", dialogue="#Person1#: ok", summary1="c", summary2="d", topic1="z"),
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    counts = preprocess_file(path, path, clean)
+    out = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [list(r) for r in out] == [list(r) for r in rows]
+    assert out[0] == dict(rows[0], dialogue="#Person1#: hi 웃음", summary1="a")
+    assert out[1] == rows[1]
+    assert (counts["laugh_h"], counts["collapse_spaces"], counts["strip_lines"]) == (1, 1, 1)
+
+
+def test_preprocess_refuses_a_different_format(tmp_path):
+    with pytest.raises(UserError, match="same format"):
+        preprocess_file(SAMPLE / "dev.csv", tmp_path / "dev.jsonl", clean)

@@ -13,9 +13,11 @@ import pytest
 from dsum.errors import UserError
 from dsum.metric import (
     SPECIAL_STRINGS,
+    ANALYSERS,
     TOKENIZERS,
     RowScore,
     Score,
+    get_analyser,
     get_tokenizer,
     rouge_f1,
     score_texts,
@@ -57,7 +59,7 @@ def test_mecab_pair_by_hand():
     # Unigrams: 4 of 5 shared -> P = R = 4/5 (particles now earn credit, unlike whitespace words).
     # Bigrams: (나,는) and (를,좋아한다) shared of 4 each -> P = R = 1/2.
     # LCS 나 는 를 좋아한다 = 4 unique words of 5 -> RL = F(4/5, 4/5).
-    morphs = get_tokenizer("mecab")
+    morphs = get_analyser("mecab")
     hyp, ref = morphs("나는 사과를 좋아한다"), morphs("나는 배를 좋아한다")
     assert hyp == ["나", "는", "사과", "를", "좋아한다"]
     assert ref == ["나", "는", "배", "를", "좋아한다"]
@@ -73,7 +75,7 @@ def test_mecab_repeated_words_count_once():
     # The final "." only ends the sentence. Shared unique words: # Person 1 은 회의 에 늦 습니다 = 8.
     # R1 = F(8/9, 8/11). Bigrams: 9 vs 11 unique, 7 shared (up to 에-늦) -> R2 = F(7/9, 7/11).
     # The LCS is 9 words long (# twice) but counts as a SET of 8 -> RL = F(8/9, 8/11) too.
-    morphs = get_tokenizer("mecab")
+    morphs = get_analyser("mecab")
     r1, r2, rl = rouge_f1(morphs("#Person1#은 회의에 늦었습니다."), morphs("#Person1#은 회의에 늦지 않았습니다."))
     assert r1 == pytest.approx(F(8 / 9, 8 / 11), abs=1e-12)
     assert r2 == pytest.approx(F(7 / 9, 7 / 11), abs=1e-12)
@@ -85,7 +87,7 @@ def test_mecab_reordered_sentences_by_hand():
     # Same 10 unique words -> R1 = F(1, 1). Bigrams cross the "." : 12 unique on each side, all
     # shared except (다,지수) / (다,민수) -> R2 = F(11/12, 11/12). ROUGE-L is summary level: each
     # ref sentence equals one hyp sentence, so the LCS union is all 10 words -> RL = F(1, 1).
-    morphs = get_tokenizer("mecab")
+    morphs = get_analyser("mecab")
     r1, r2, rl = rouge_f1(morphs("민수는 학교에 갔다. 지수는 집에 있었다."), morphs("지수는 집에 있었다. 민수는 학교에 갔다."))
     assert r1 == pytest.approx(PERFECT, abs=1e-12)
     assert r2 == pytest.approx(F(11 / 12, 11 / 12), abs=1e-12)
@@ -204,7 +206,7 @@ def test_parity_real_dev_pairs():
         pytest.skip(f"shared data not found at {DEV_CSV}")
     with DEV_CSV.open(encoding="utf-8") as f:
         summaries = [row["summary"] for row in csv.DictReader(f)]
-    morphs = get_tokenizer("mecab")
+    morphs = get_analyser("mecab")
     tokens = [morphs(s) for s in summaries[:81]]
     rng = random.Random(0)
     pairs = []
@@ -226,7 +228,7 @@ def test_multi_reference_is_mean_not_max():
     # hyp "가 나 다" vs ref1 identical: F(1,1) x3; ref2 "가 나 라": R1 F(2/3,2/3), R2 F(1/2,1/2),
     # RL F(2/3,2/3); ref3 "마 바 사": 0 x3. Each metric is the mean over the three.
     refs = ["가 나 다", "가 나 라", "마 바 사"]
-    result = score_texts({"a": "가 나 다"}, {"a": refs}, tokenizer="whitespace")
+    result = score_texts({"a": "가 나 다"}, {"a": refs}, analyser="whitespace")
     r1 = (PERFECT + F(2 / 3, 2 / 3) + 0.0) / 3
     r2 = (PERFECT + F(1 / 2, 1 / 2) + 0.0) / 3
     rl = (PERFECT + F(2 / 3, 2 / 3) + 0.0) / 3
@@ -241,7 +243,7 @@ def test_multi_reference_is_mean_not_max():
 def test_average_over_rows_matches_manual():
     preds = {"a": "가 나 다", "b": "라 마"}
     refs = {"a": ["가 나", "다 가", "가 나 다"], "b": ["라 마 바", "마", "바 사"]}
-    result = score_texts(preds, refs, tokenizer="whitespace")
+    result = score_texts(preds, refs, analyser="whitespace")
     manual = {}
     for fname, ref_list in refs.items():
         each = [rouge_f1(ws(preds[fname]), ws(r)) for r in ref_list]
@@ -260,8 +262,8 @@ def test_rows_matched_by_fname_not_order():
     refs = {"x": ["가 나 다"], "y": ["라 마 바"], "z": ["사 아"]}
     ordered = {"x": "가 나", "y": "라 바", "z": "아"}
     shuffled = {"z": "아", "x": "가 나", "y": "라 바"}
-    a = score_texts(ordered, refs, tokenizer="whitespace")
-    b = score_texts(shuffled, refs, tokenizer="whitespace")
+    a = score_texts(ordered, refs, analyser="whitespace")
+    b = score_texts(shuffled, refs, analyser="whitespace")
     assert a == b
     assert [r.fname for r in b.per_row] == ["x", "y", "z"]  # references' order
     assert b.per_row[0].rouge1 == pytest.approx(F(1.0, 2 / 3), abs=1e-12)
@@ -270,25 +272,25 @@ def test_rows_matched_by_fname_not_order():
 def test_missing_and_extra_ids_raise():
     refs = {f"dev_{i}": ["가"] for i in range(8)}
     with pytest.raises(UserError, match=r"8 \(dev_0, dev_1, dev_2, dev_3, dev_4, \.\.\.\)"):
-        score_texts({}, refs, tokenizer="whitespace")
+        score_texts({}, refs, analyser="whitespace")
     preds = {f"dev_{i}": "가" for i in range(8)}
     preds["test_1"] = "가"
     with pytest.raises(UserError, match=r"1 \(test_1\) fnames have predictions but no reference"):
-        score_texts(preds, refs, tokenizer="whitespace")
+        score_texts(preds, refs, analyser="whitespace")
     del preds["dev_3"]
     with pytest.raises(UserError, match=r"1 \(dev_3\) fnames have references but no prediction"):
-        score_texts(preds, refs, tokenizer="whitespace")
+        score_texts(preds, refs, analyser="whitespace")
     with pytest.raises(UserError, match="empty list of references"):
-        score_texts({"a": "가"}, {"a": []}, tokenizer="whitespace")
+        score_texts({"a": "가"}, {"a": []}, analyser="whitespace")
     with pytest.raises(UserError, match="nothing to score"):
-        score_texts({}, {}, tokenizer="whitespace")
+        score_texts({}, {}, analyser="whitespace")
 
 
 def test_empty_prediction_scores_zero_others_unaffected():
     refs = {"a": ["가 나 다"], "b": ["라 마 바", "라 마"]}
-    alone = score_texts({"b": "라 마"}, {"b": refs["b"]}, tokenizer="whitespace")
+    alone = score_texts({"b": "라 마"}, {"b": refs["b"]}, analyser="whitespace")
     for empty in ("", "   ", ".", "<pad><pad></s>"):
-        result = score_texts({"a": empty, "b": "라 마"}, refs, tokenizer="whitespace")
+        result = score_texts({"a": empty, "b": "라 마"}, refs, analyser="whitespace")
         assert result.per_row[0] == RowScore("a", 0.0, 0.0, 0.0)
         assert result.per_row[1] == alone.per_row[0]
         assert result.rouge1 == pytest.approx(alone.rouge1 / 2, abs=1e-12)
@@ -304,31 +306,48 @@ def test_special_strings_are_stripped():
     assert noisy == clean
 
 
-@pytest.mark.parametrize("tokenizer", ["mecab", "whitespace"])
-def test_identical_predictions_and_references_give_100(tokenizer):
+@pytest.mark.parametrize("analyser", ["mecab", "whitespace"])
+def test_identical_predictions_and_references_give_100(analyser):
     # The package's 1e-8 makes each F1 0.999999995, so the score is 99.9999995: within 1e-6 of
     # 100 and displayed as 100.00.
     texts = {"a": "#Person1#은 회의에 늦었습니다. 다음에는 일찍 오겠다고 합니다.", "b": "민수 는 학교 에 갔 다"}
-    result = score_texts(texts, {k: [v, v, v] for k, v in texts.items()}, tokenizer=tokenizer)
+    result = score_texts(texts, {k: [v, v, v] for k, v in texts.items()}, analyser=analyser)
     assert result.score == pytest.approx(PERFECT * 100, abs=1e-9)
     assert abs(result.score - 100) < 1e-6
     assert round(result.score, 2) == 100.0
 
 
-def test_unknown_tokenizer_raises():
+def test_unknown_analyser_raises():
     with pytest.raises(UserError, match="mecab, kiwi, whitespace"):
-        get_tokenizer("okt")
+        get_analyser("okt")
     with pytest.raises(UserError, match="'okt'"):
-        score_texts({"a": "가"}, {"a": ["가"]}, tokenizer="okt")
+        score_texts({"a": "가"}, {"a": ["가"]}, analyser="okt")
 
 
-def test_tokenizers_cached_and_working():
-    assert TOKENIZERS == ("mecab", "kiwi", "whitespace")
-    assert get_tokenizer("mecab") is get_tokenizer("mecab")
-    assert get_tokenizer("whitespace")(" 가  나 ") == ["가", "나"]
-    assert isinstance(score_texts({"a": "가"}, {"a": ["가"]}, tokenizer="whitespace"), Score)
+def test_analysers_cached_and_working():
+    assert ANALYSERS == ("mecab", "kiwi", "whitespace")
+    assert get_analyser("mecab") is get_analyser("mecab")
+    assert get_analyser("whitespace")(" 가  나 ") == ["가", "나"]
+    assert isinstance(score_texts({"a": "가"}, {"a": ["가"]}, analyser="whitespace"), Score)
 
 
-def test_kiwi_tokenizer():
+def test_kiwi_analyser():
     pytest.importorskip("kiwipiepy")
-    assert get_tokenizer("kiwi")("나는 사과를 좋아한다")[:4] == ["나", "는", "사과", "를"]
+    assert get_analyser("kiwi")("나는 사과를 좋아한다")[:4] == ["나", "는", "사과", "를"]
+
+
+def test_old_tokenizer_names_still_work():
+    """train.py, predict.py, llm/summarize.py... call get_tokenizer and score_texts(tokenizer=...)."""
+    assert get_tokenizer is get_analyser and TOKENIZERS == ANALYSERS
+    preds, refs = {"a": "가 나 다", "b": "라 마"}, {"a": ["가 나 라"], "b": ["라 바"]}
+    expected = score_texts(preds, refs, analyser="whitespace")
+    r1 = rl = (F(2 / 3, 2 / 3) + F(1 / 2, 1 / 2)) / 2  # a: 2 of 3 words, LCS 가 나; b: 1 of 2
+    r2 = (F(1 / 2, 1 / 2) + 0) / 2  # a: 가나 shared of 2 bigrams; b: none
+    assert expected.score == pytest.approx((r1 + r2 + rl) / 3 * 100, abs=1e-9)
+    assert score_texts(preds, refs, tokenizer="whitespace") == expected
+    assert score_texts(preds, refs, "whitespace") == expected
+    assert score_texts(preds, refs, analyser="whitespace", tokenizer="whitespace") == expected
+    with pytest.raises(TypeError, match="analyser= only"):
+        score_texts(preds, refs, analyser="whitespace", tokenizer="mecab")
+    with pytest.raises(UserError, match="'okt'"):
+        score_texts(preds, refs, tokenizer="okt")

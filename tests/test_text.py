@@ -1,12 +1,11 @@
 """Tests for dsum.text: the clean-up rules and special tokens."""
 
-import json
+import ast
 import random
 from pathlib import Path
 
 import pytest
 
-from dsum.data import read_table
 from dsum.errors import UserError
 from dsum.text import (
     DEFAULT_RULES,
@@ -16,11 +15,10 @@ from dsum.text import (
     Rule,
     find_special_tokens,
     normalizer_from_config,
-    preprocess_file,
     special_tokens_for,
 )
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+TEXT_PY = Path(__file__).resolve().parents[1] / "src" / "dsum" / "text.py"
 clean = Normalizer()
 
 
@@ -122,59 +120,21 @@ def test_find_special_tokens_and_vocabulary():
     assert special_tokens_for([]) == list(STANDARD_SPECIAL_TOKENS)
 
 
-def test_preprocess_without_rules_reproduces_the_files_byte_for_byte(tmp_path):
-    for name in ("train.csv", "test.csv", "sample_submission.csv"):
-        dst = tmp_path / name
-        counts = preprocess_file(SAMPLE / name, dst, Normalizer([]))
-        assert counts == {}
-        assert dst.read_bytes() == (SAMPLE / name).read_bytes()
+def test_clean_with_rules_names_the_rules_that_changed_the_text():
+    assert clean.clean_with_rules("#Person1#: 좋아ㅋㅋ  ㅠ") == ("#Person1#: 좋아웃음 슬픔", {"laugh_k", "sob", "collapse_spaces"})
+    assert clean.clean_with_rules("#Person1#: 네") == ("#Person1#: 네", set())
 
 
-def test_preprocess_csv_round_trip(tmp_path):
-    src = tmp_path / "train.csv"
-    src.write_text(
-        ",fname,dialogue,summary,topic\n"
-        '0,train_9,"#Person1#: ㅋㅋ 안녕 \n#Person2#: 네",#Person1#가  인사함,a  b\n'
-        '1,train_3,"#Person1#: 그래<br>#Person2#: ㅠㅠ",요약,c\n'
-        '2,train_5,"#Person1#: 네",요약,d\n',
-        encoding="utf-8",
-    )
-    dst = tmp_path / "out" / "train.csv"
-    counts = preprocess_file(src, dst, clean)
-    table = read_table(dst)
-    assert list(table.columns) == ["", "fname", "dialogue", "summary", "topic"]
-    assert table["fname"].tolist() == ["train_9", "train_3", "train_5"]
-    assert table[""].tolist() == ["0", "1", "2"]
-    assert table["dialogue"].tolist() == [
-        "#Person1#: 웃음 안녕\n#Person2#: 네",
-        "#Person1#: 그래\n#Person2#: 슬픔",
-        "#Person1#: 네",
-    ]
-    assert table["summary"].tolist() == ["#Person1#가 인사함", "요약", "요약"]
-    assert table["topic"].tolist() == ["a  b", "c", "d"]  # not a text column: untouched
-    # Row 0 changes in dialogue (strip) and summary (collapse): each rule counts the row once.
-    assert counts == dict(
-        literal_newline=0, html_br=1, laugh_k=1, laugh_h=0, sob=1,
-        collapse_spaces=1, strip_lines=1, drop_empty_lines=0,
-    )
-    assert sorted(p.name for p in dst.parent.iterdir()) == ["train.csv"]  # no temp file left
+def test_text_does_no_file_io_and_never_imports_data():
+    """dsum.data imports dsum.text; the reverse, even inside a function, would be a cycle."""
+    imported = set()
+    for node in ast.walk(ast.parse(TEXT_PY.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+    assert not any(name == "dsum.data" or name.startswith("dsum.data.") for name in imported), imported
+    assert not {"dsum.atomic", "json", "pathlib"} & imported, imported
+    import dsum.text
 
-
-def test_preprocess_jsonl_round_trip_in_place(tmp_path):
-    path = tmp_path / "test.jsonl"
-    rows = [
-        dict(fname="t1", dialogue="#Person1#: hi  ㅎ", summary1="a ", summary2="b", topic1="x  y"),
-        dict(fname="t0", dialogue="#Person1#: ok", summary1="c", summary2="d", topic1="z"),
-    ]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    counts = preprocess_file(path, path, clean)
-    out = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
-    assert [list(r) for r in out] == [list(r) for r in rows]
-    assert out[0] == dict(rows[0], dialogue="#Person1#: hi 웃음", summary1="a")
-    assert out[1] == rows[1]
-    assert (counts["laugh_h"], counts["collapse_spaces"], counts["strip_lines"]) == (1, 1, 1)
-
-
-def test_preprocess_refuses_a_different_format(tmp_path):
-    with pytest.raises(UserError, match="same format"):
-        preprocess_file(SAMPLE / "dev.csv", tmp_path / "dev.jsonl", clean)
+    assert not hasattr(dsum.text, "preprocess_file")

@@ -8,7 +8,9 @@ match, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
+import types
+import typing
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import yaml
@@ -43,7 +45,7 @@ class CleanRule(Section):
 
 
 class DataConfig(Section):
-    train: list[Path] = [Path("data/sample/train.csv")]
+    train: list[Path] = Field([Path("data/sample/train.csv")], min_length=1)
     """One or more training files (CSV or JSONL); augmented files are appended here."""
     dev: Path = Path("data/sample/dev.csv")
     test: Path = Path("data/sample/test.csv")
@@ -114,7 +116,8 @@ class GenerationConfig(Section):
 
 class MetricConfig(Section):
     tokenizer: Literal["mecab", "kiwi", "whitespace"] = "mecab"
-    """The morpheme analyser of the board's ROUGE."""
+    """The morpheme analyser of the board's ROUGE (mecab matches the board; whitespace is a quick stand-in).
+    Not a model tokenizer: the key keeps its historical name (dsum.metric.get_analyser reads it)."""
 
 
 class TrackingConfig(Section):
@@ -289,18 +292,125 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set a dotted key in the raw mapping: `training.learning_rate=3e-5` (value parsed as YAML)."""
+    """Set a dotted key in the raw mapping: `training.learning_rate=3e-5`.
+
+    The value is typed by the field it goes to: a text field (str, a path, a choice of words) keeps
+    the raw string, so `general.data_version=2` is "2" and `general.notes=yes` is "yes"; an empty
+    value or `null` sets an optional one to None. A list of texts (`data.train=[a.csv, b.csv]`)
+    keeps its items as strings. Any other field (numbers, bools, nested lists and mappings) gets
+    the value parsed as YAML.
+    """
     key, sep, value = override.partition("=")
-    if not sep or not key.strip():
+    key = key.strip()
+    if not sep or not key:
         raise UserError(f"--set expects KEY=VALUE with a dotted key, e.g. training.learning_rate=3e-5; got {override!r}")
-    parts = key.strip().split(".")
+    set_dotted(raw, key, parse_value(key, value), what="--set")
+
+
+def parse_value(key: str, text: str) -> Any:
+    """The value of `--set KEY=TEXT`, typed by the field at the dotted `key` (see apply_override)."""
+    kind = _kind_of(field_annotation(key))
+    if kind in ("text", "optional text"):
+        if kind == "optional text" and text.strip() in _YAML_NULLS:
+            return None
+        return text
+    try:
+        if kind == "text list":
+            return yaml.load(text, Loader=yaml.BaseLoader) if text.strip() else None  # scalars stay strings
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {key}: {text!r} is not a valid YAML value ({str(exc).splitlines()[0]}); quote it or fix the brackets") from None
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any, what: str = "--set", create: bool = True) -> None:
+    """Put `value` at the dotted `key` of a raw config mapping.
+
+    A number or bool bound for a text field becomes its string (a tune search space may hold
+    `choices: [1, 2]` for general.data_version). Missing or empty sections are created unless
+    `create` is False (then the key must name a section that is there). `what` names the source
+    in errors.
+    """
+    if isinstance(value, (int, float)) and _kind_of(field_annotation(key)) in ("text", "optional text"):
+        value = str(value).lower() if isinstance(value, bool) else str(value)
+    *sections, name = key.split(".")
     node = raw
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
+    for section in sections:
+        child = node.get(section)
+        if child is None and create:  # absent, or an optional section left empty (tune: null)
+            child = node[section] = {}
         if not isinstance(child, dict):
-            raise UserError(f"--set {key}: {part} is a value, not a section")
+            problem = "is a value, not a section" if section in node and child is not None else "is not set in this config"
+            raise UserError(f"{what} {key}: {section} {problem} (see dsum config show)")
         node = child
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    node[name] = value
+
+
+_YAML_NULLS = ("", "~", "null", "Null", "NULL")
+
+
+def field_annotation(key: str) -> Any:
+    """The type annotation of the field at a dotted key (None when the key names no field).
+
+    Walks the models from Config; a mapping field (tune.space) takes the next part as its key.
+    """
+    annotation: Any = Config
+    for part in key.split("."):
+        model = _model_in(annotation)
+        if model is not None:
+            field_info = model.model_fields.get(part)
+            if field_info is None:
+                return None
+            annotation = field_info.annotation
+            continue
+        mapping = _mapping_value_in(annotation)
+        if mapping is None:
+            return None
+        annotation = mapping
+    return annotation
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model held by `annotation` itself or by an Optional of it."""
+    for arg in _union_members(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _mapping_value_in(annotation: Any) -> Any:
+    for arg in _union_members(annotation):
+        if typing.get_origin(arg) is dict:
+            return typing.get_args(arg)[1]
+    return None
+
+
+def _union_members(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return list(typing.get_args(annotation))
+    return [annotation]
+
+
+def _is_text(annotation: Any) -> bool:
+    """str, a path, or a Literal of strings: a field whose value is written as plain text."""
+    if typing.get_origin(annotation) is Literal:
+        return all(isinstance(arg, str) for arg in typing.get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, (str, PurePath))
+
+
+def _kind_of(annotation: Any) -> str:
+    """"text", "optional text", "text list" or "yaml": how --set reads a value for this field."""
+    if annotation is None:
+        return "yaml"  # not a field: parsed as YAML, and validation names the unknown key
+    members = _union_members(annotation)
+    others = [arg for arg in members if arg is not type(None)]
+    if len(others) != 1:
+        return "yaml"
+    (inner,) = others
+    if _is_text(inner):
+        return "optional text" if len(others) < len(members) else "text"
+    if typing.get_origin(inner) is list and all(_is_text(arg) for arg in typing.get_args(inner)):
+        return "text list"
+    return "yaml"
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
@@ -310,12 +420,19 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
         raise UserError(f"{source}: {describe_error(exc.errors()[0])}") from None
 
 
+# How to fix a validation error that the pydantic message alone does not explain.
+_FIXES = {
+    ("data.train", "too_short"): "list at least one training file, e.g. data.train=[data/sample/train.csv]",
+}
+
+
 def describe_error(error: dict[str, Any]) -> str:
     """One line for the first validation error; for an unknown key, the valid keys and the closest."""
     loc = [str(part) for part in error["loc"]]
     dotted = ".".join(loc)
     if error["type"] != "extra_forbidden":
-        return f"{dotted}: {error['msg']} (got {error.get('input')!r})"
+        fix = _FIXES.get((dotted, error["type"]))
+        return f"{dotted}: {error['msg']} (got {error.get('input')!r})" + (f": {fix}" if fix else "")
     valid = list(_fields_at(loc[:-1]))
     hint = difflib.get_close_matches(loc[-1], valid, n=1)
     closest = f"; did you mean {hint[0]!r}?" if hint else ""

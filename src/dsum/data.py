@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from dsum.atomic import atomic_write_text
 from dsum.errors import UserError
-from dsum.text import STANDARD_SPECIAL_TOKENS, TOKEN_PATTERN, text_columns
+from dsum.text import STANDARD_SPECIAL_TOKENS, TOKEN_PATTERN, Normalizer, text_columns
 
 BOM = b"\xef\xbb\xbf"
 SPEAKER_TAG = re.compile(r"#Person\d+#:")
@@ -51,6 +52,8 @@ def read_examples(path: str | Path, require_summary: bool = False) -> list[Examp
     """Reads dialogues (and their reference summaries, if any) from a data file."""
     path = Path(path)
     table = read_table(path)
+    if len(table) == 0:
+        raise UserError(f"{path}: no data rows (a header only, or nothing): the file holds no dialogue to read")
     summary_cols = _summary_columns(table.columns)
     required = ["fname", "dialogue"] + (["summary"] if require_summary and not summary_cols else [])
     _require_columns(path, table, required)
@@ -110,20 +113,42 @@ def _read_bytes(path: Path) -> bytes:
 
 def _decode(path: Path, raw: bytes) -> str:
     try:
-        return raw.decode("utf-8-sig")  # drops a BOM if there is one
+        text = raw.decode("utf-8-sig")  # drops a BOM if there is one
     except UnicodeDecodeError as exc:
         raise UserError(
             f"{path}: not UTF-8 (bad byte at offset {exc.start}): re-save the file as UTF-8 "
             "(e.g. `iconv -f cp949 -t utf-8`)"
         ) from None
+    if "\x00" in text:
+        raise UserError(f"{path}: {_nul_message(raw)}")
+    return text
+
+
+def _nul_message(raw: bytes) -> str:
+    return (
+        f"holds NUL bytes (first at offset {raw.index(0)}): not a text file, or a damaged one; "
+        "re-export it as a UTF-8 CSV or JSON-lines file"
+    )
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception's message on one line (pandas' parser errors end in a newline)."""
+    return " ".join(str(exc).split())
 
 
 def _parse(path: Path, text: str) -> pd.DataFrame:
+    if _format_of(path) == "csv":
+        return _parse_csv(path, text)
+    return _parse_json(path, text)
+
+
+def _format_of(path: Path) -> str:
+    """"csv" or "jsonl" (.jsonl, or .json holding one array), from the file name."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _parse_csv(path, text)
+        return "csv"
     if suffix in (".jsonl", ".json"):
-        return _parse_json(path, text)
+        return "jsonl"
     raise UserError(f"{path}: unsupported file type {suffix!r}: use a .csv or .jsonl file")
 
 
@@ -132,10 +157,11 @@ def _parse_csv(path: Path, text: str) -> pd.DataFrame:
         raise UserError(f"{path}: the file is empty: it needs a header row such as fname,dialogue")
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise UserError(f"{path}: not a valid CSV file ({exc}): check its quoting") from None
-    # pandas names an empty header "Unnamed: 0"; read the real header to keep it as "".
-    header = next(csv.reader(io.StringIO(text)))
+        # pandas names an empty header "Unnamed: 0"; read the real header to keep it as "".
+        # newline="": a lone \r ends a line for the csv module as it does for pandas.
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
+    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
+        raise UserError(f"{path}: not a valid CSV file ({_one_line(exc)}): check its quoting") from None
     if header and header[0] == "":
         table = table.rename(columns={table.columns[0]: ""})
     return table
@@ -148,9 +174,9 @@ def _parse_json(path: Path, text: str) -> pd.DataFrame:
         else:
             # split("\n"), not splitlines(): a JSON string may hold a raw U+2028.
             rows = [json.loads(line) for line in text.split("\n") if line.strip()]
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise UserError(
-            f"{path}: not valid JSON lines ({exc}): each line must be one JSON object"
+            f"{path}: not valid JSON lines ({_one_line(exc)}): each line must be one JSON object"
         ) from None
     if not all(isinstance(row, dict) for row in rows):
         raise UserError(f"{path}: every JSON line must be an object like {{\"fname\": ...}}")
@@ -185,6 +211,42 @@ def _require_unique_fnames(path: Path, fnames: pd.Series) -> None:
         raise UserError(
             f"{path}: duplicate fname(s) {', '.join(dupes[:5])}: each fname must appear once"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cleaning a file (the rules themselves live in dsum.text)
+
+
+def preprocess_file(src: str | Path, dst: str | Path, normalizer: Normalizer) -> dict[str, int]:
+    """Cleans the dialogue and summary columns of `src` into `dst` (same format, same columns and
+    row order); returns, per rule, how many rows it changed. `dst` may be `src`."""
+    src, dst = Path(src), Path(dst)
+    fmt = _format_of(src)
+    if _format_of(dst) != fmt:
+        raise UserError(
+            f"{dst}: the cleaned file must have the same format as {src} ({fmt}): "
+            f"give it a {'.csv' if fmt == 'csv' else '.jsonl'} name"
+        )
+    table = read_table(src)
+    counts = {rule.name: 0 for rule in normalizer.rules}
+    changed_by_row: list[set[str]] = [set() for _ in range(len(table))]
+    for column in text_columns(table.columns):
+        cleaned = []
+        for i, text in enumerate(table[column]):
+            out, changed = normalizer.clean_with_rules(text)
+            cleaned.append(out)
+            changed_by_row[i] |= changed
+        table[column] = cleaned
+    for changed in changed_by_row:
+        for name in changed:
+            counts[name] += 1
+
+    if fmt == "csv":
+        body = table.to_csv(index=False, lineterminator="\n")
+    else:
+        body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_dict("records"))
+    atomic_write_text(dst, body)
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +330,9 @@ def _check_file(path: Path) -> FileReport:
     raw = _read_bytes(path)  # a missing path is a UserError, not a finding
     report = FileReport(str(path), kind=guess_kind(path, []))  # refined once columns are known
     text = _check_bytes(report, raw)
+    if "\x00" in text:
+        report._add("error", "nul_bytes", _nul_message(raw), text.count("\x00"))
+        return report
     try:
         table = _parse(path, text)
     except UserError as exc:
@@ -276,6 +341,8 @@ def _check_file(path: Path) -> FileReport:
 
     report.kind = guess_kind(path, list(table.columns))
     report.rows, report.columns = len(table), list(table.columns)
+    if len(table) == 0:
+        report._add("error", "no_rows", "no data rows (a header only, or nothing): add the rows, or drop the file")
     if "" in table.columns:
         report._add(
             "info",

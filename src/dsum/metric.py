@@ -18,6 +18,11 @@ This module reproduces that package's quirks bit for bit (checked by tests/test_
 
 Unlike the package, an empty hypothesis (or reference) scores 0 instead of raising, and the
 package is not imported here: this version is much faster (words mapped to ints, list-based DP).
+
+The words are morphemes from a morpheme *analyser* (mecab-ko by default), not the subword pieces
+of a model's tokenizer; the setting keeps its old name, `metric.tokenizer` (`dsum score
+--tokenizer`, now also `--analyser`), and `get_tokenizer` / `score_texts(tokenizer=...)` remain as
+aliases of `get_analyser` / `score_texts(analyser=...)`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from functools import lru_cache
 
 from dsum.errors import UserError
 
-TOKENIZERS = ("mecab", "kiwi", "whitespace")
+ANALYSERS = ("mecab", "kiwi", "whitespace")
+TOKENIZERS = ANALYSERS  # the old name, kept for callers
 SPECIAL_STRINGS = ("<usr>", "<s>", "</s>", "<pad>")  # stripped from predictions before scoring
 
 _EPS = 1e-8  # the package's smoothing term in every F1
@@ -43,14 +49,14 @@ def strip_special(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Tokenizers
+# Morpheme analysers: text -> list of morphemes
 
 
 def _mecab() -> Callable[[str], list[str]]:
     try:
         import mecab_ko
     except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise UserError("tokenizer 'mecab' needs the mecab-ko package (pip install mecab-ko)") \
+        raise UserError("analyser 'mecab' needs the mecab-ko package (pip install mecab-ko)") \
             from exc
     tagger = mecab_ko.Tagger()
 
@@ -73,7 +79,7 @@ def _kiwi() -> Callable[[str], list[str]]:
     try:
         import kiwipiepy
     except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise UserError("tokenizer 'kiwi' needs the kiwipiepy package (pip install kiwipiepy)") \
+        raise UserError("analyser 'kiwi' needs the kiwipiepy package (pip install kiwipiepy)") \
             from exc
     kiwi = kiwipiepy.Kiwi()
 
@@ -91,12 +97,18 @@ _FACTORIES = {"mecab": _mecab, "kiwi": _kiwi, "whitespace": _whitespace}
 
 
 @lru_cache(maxsize=None)
-def get_tokenizer(name: str) -> Callable[[str], list[str]]:
-    """Return the morpheme splitter called `name` (one of TOKENIZERS), created once and cached."""
+def get_analyser(name: str) -> Callable[[str], list[str]]:
+    """Return the morpheme analyser called `name` (one of ANALYSERS), created once and cached."""
     factory = _FACTORIES.get(name)
     if factory is None:
-        raise UserError(f"unknown tokenizer {name!r}; choose one of: {', '.join(TOKENIZERS)}")
+        # "tokenizer": the name of the setting (metric.tokenizer, dsum score --tokenizer).
+        raise UserError(
+            f"unknown tokenizer {name!r} (the metric's morpheme analyser); choose one of: {', '.join(ANALYSERS)}"
+        )
     return factory()
+
+
+get_tokenizer = get_analyser  # the old name, kept for callers
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,15 +209,16 @@ def _rouge_prepared(hyp: _Prepared | None, ref: _Prepared | None) -> tuple[float
     return r1, r2, rl
 
 
-def rouge_f1(hyp_tokens: list[str], ref_tokens: list[str]) -> tuple[float, float, float]:
+def rouge_f1(hyp_words: list[str], ref_words: list[str]) -> tuple[float, float, float]:
     """(ROUGE-1, ROUGE-2, ROUGE-L) F1 of one hypothesis against one reference, as pltrdy `rouge`.
 
-    Equal to `Rouge().get_scores(" ".join(hyp_tokens), " ".join(ref_tokens))[0][m]["f"]`, except
-    that an empty hypothesis or reference gives (0, 0, 0) where the package raises.
+    The words are morphemes (or any units). Equal to
+    `Rouge().get_scores(" ".join(hyp_words), " ".join(ref_words))[0][m]["f"]`, except that an
+    empty hypothesis or reference gives (0, 0, 0) where the package raises.
     """
     vocab: dict[str, int] = {}
-    hyp = _prepare(" ".join(hyp_tokens), vocab)
-    return _rouge_prepared(hyp, _prepare(" ".join(ref_tokens), vocab))
+    hyp = _prepare(" ".join(hyp_words), vocab)
+    return _rouge_prepared(hyp, _prepare(" ".join(ref_words), vocab))
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,14 +263,21 @@ def _describe(ids: list[str]) -> str:
 def score_texts(
     predictions: Mapping[str, str],
     references: Mapping[str, Sequence[str]],
-    tokenizer: str = "mecab",
+    analyser: str | None = None,
+    *,
+    tokenizer: str | None = None,
 ) -> Score:
     """Score predictions against references the leaderboard's way, matching rows by fname.
 
-    Predictions go through strip_special; every text is split into morphemes by `tokenizer`;
-    each metric is averaged over a row's references (mean, not max), then over rows.
+    Predictions go through strip_special; every text is split into morphemes by the morpheme
+    analyser named `analyser` (default mecab; `tokenizer=` is its old name, still accepted); each
+    metric is averaged over a row's references (mean, not max), then over rows.
     Raises UserError when the two sides do not hold the same fnames or a row has no reference.
     """
+    if analyser is not None and tokenizer is not None and analyser != tokenizer:
+        raise TypeError(f"score_texts got analyser={analyser!r} and tokenizer={tokenizer!r}; pass analyser= only")
+    if analyser is None:
+        analyser = "mecab" if tokenizer is None else tokenizer
     missing = [f for f in references if f not in predictions]
     extra = [f for f in predictions if f not in references]
     if missing or extra:
@@ -273,12 +293,12 @@ def score_texts(
     if no_refs:
         raise UserError(f"{_describe(no_refs)} fnames have an empty list of references")
 
-    morphs = get_tokenizer(tokenizer)
+    morphs = get_analyser(analyser)
     vocab: dict[str, int] = {}
     prepared: dict[str, _Prepared | None] = {}
 
     def prep(text: str) -> _Prepared | None:
-        # Each distinct string is tokenised once (references often repeat across rows or sides).
+        # Each distinct string is analysed once (references often repeat across rows or sides).
         if text not in prepared:
             prepared[text] = _prepare(" ".join(morphs(text)), vocab)
         return prepared[text]

@@ -1,4 +1,4 @@
-"""Text clean-up and special tokens.
+"""Text clean-up and special tokens (strings in, strings out: files are read and written by dsum.data).
 
 The same `Normalizer` must run on training data and at inference time, so it lives here, is
 deterministic, and never touches the `#...#` tokens (speaker tags and masked personal data): the
@@ -8,14 +8,11 @@ summaries refer to speakers by those tags, and the tokenizer gets them as specia
 from __future__ import annotations
 
 import bisect
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from dsum.atomic import atomic_write_text
 from dsum.errors import UserError
 
 # The 15 tokens of the competition data: up to 7 speakers and 8 kinds of masked personal data.
@@ -91,6 +88,10 @@ class Normalizer:
 
     def __call__(self, text: str) -> str:
         return self._clean(text)[0]
+
+    def clean_with_rules(self, text: str) -> tuple[str, set[str]]:
+        """The cleaned text and the names of the rules that changed it."""
+        return self._clean(text)
 
     def apply_with_counts(self, texts: Iterable[str]) -> tuple[list[str], dict[str, int]]:
         """Cleans every text; also returns, per rule name, how many texts that rule changed."""
@@ -171,48 +172,3 @@ def special_tokens_for(texts: Iterable[str]) -> list[str]:
 def text_columns(columns: Iterable[str]) -> list[str]:
     """The columns the clean-up applies to: dialogue, summary and summary1..N."""
     return [c for c in columns if c in ("dialogue", "summary") or re.fullmatch(r"summary\d+", c)]
-
-
-def preprocess_file(src: Path, dst: Path, normalizer: Normalizer) -> dict[str, int]:
-    """Cleans the dialogue and summary columns of `src` into `dst` (same format, same columns and
-    row order); returns, per rule, how many rows it changed. `dst` may be `src`."""
-    from dsum.data import (
-        read_table,  # here, not at the top: dsum.data imports this module
-    )
-
-    src, dst = Path(src), Path(dst)
-    fmt = _format_of(src)
-    if _format_of(dst) != fmt:
-        raise UserError(
-            f"{dst}: the cleaned file must have the same format as {src} ({fmt}): "
-            f"give it a {'.csv' if fmt == 'csv' else '.jsonl'} name"
-        )
-    table = read_table(src)
-    counts = {rule.name: 0 for rule in normalizer.rules}
-    changed_by_row: list[set[str]] = [set() for _ in range(len(table))]
-    for column in text_columns(table.columns):
-        cleaned = []
-        for i, text in enumerate(table[column]):
-            out, changed = normalizer._clean(text)
-            cleaned.append(out)
-            changed_by_row[i] |= changed
-        table[column] = cleaned
-    for changed in changed_by_row:
-        for name in changed:
-            counts[name] += 1
-
-    if fmt == "csv":
-        body = table.to_csv(index=False, lineterminator="\n")
-    else:
-        body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_dict("records"))
-    atomic_write_text(dst, body)
-    return counts
-
-
-def _format_of(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".json"):
-        return "jsonl"
-    raise UserError(f"{path}: unsupported file type {suffix!r}: use a .csv or .jsonl file")
