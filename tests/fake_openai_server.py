@@ -66,11 +66,14 @@ class FakeChatServer:
         self.retry_after = retry_after
         self.slow_s = slow_s
         self.answer_delay_s = answer_delay_s
-        # After this many successful answers every request hangs until release() (a client
-        # killed meanwhile never gets an answer): a crash with requests in flight.
+        # After this many requests were let through (action ok), every request hangs until
+        # release() (a client killed meanwhile never gets an answer): a crash with requests in
+        # flight. Counted when the request is let through, not when its answer is sent, so the
+        # count never depends on how fast a handler thread gets to record its answer.
         self.block_after = block_after
         self.arrivals: list[Arrival] = []
         self.answered: list[str] = []  # body hashes whose 200 answer was fully sent
+        self.let_through = 0  # requests given action ok
         self.blocked = 0
         self._release = threading.Event()
         self._lock = threading.Lock()
@@ -120,9 +123,10 @@ class FakeChatServer:
                 return "fail"
             if self.script:
                 return self.script.popleft()
-            if self.block_after is not None and len(self.answered) >= self.block_after:
+            if self.block_after is not None and self.let_through >= self.block_after:
                 self.blocked += 1
                 return "blocked"
+            self.let_through += 1
             return "ok"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

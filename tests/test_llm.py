@@ -1,6 +1,7 @@
 """`dsum llm summarize` against a real local HTTP server: faults, retries, rate limits, the cache,
 a kill in the middle, and the key never written anywhere. Plus the parts on their own."""
 
+import io
 import json
 import os
 import signal
@@ -14,22 +15,25 @@ import pandas as pd
 import pytest
 from conftest import REPO, run_dsum
 from fake_openai_server import FakeChatServer
+from rich.console import Console
 
-from dsum.config import LlmConfig
-from dsum.data import read_examples
+from dsum.config import LlmConfig, load_config
+from dsum.data import file_sha256, read_examples
 from dsum.errors import UserError
 from dsum.llm.cache import CachedAnswer, ResponseCache, request_key
 from dsum.llm.prompts import BM25Matrix, Shot, ShotRetriever, chat_messages, clean_answer, render
 from dsum.llm.ratelimit import SlidingWindowLimiter
+from dsum.llm.summarize import summarize_split
+from dsum.runs import list_runs, read_status, run_status
 from dsum.text import TOKEN_PATTERN
 
 KEY = "sk-test-SECRET-123"
 DEV = read_examples(REPO / "data/sample/dev.csv")
 
 
-def llm_args(server: FakeChatServer, tmp: Path, *extra: str) -> list[str]:
-    """configs/solar-api.yaml (3-shot BM25) pointed at the local server, fast limits: 10 requests
-    in any 1-second window (600/minute)."""
+def llm_sets(server: FakeChatServer, tmp: Path) -> list[str]:
+    """Overrides of configs/solar-api.yaml (3-shot BM25): the local server, fast limits: 10
+    requests in any 1-second window (600/minute)."""
     sets = {
         "llm.base_url": server.base_url,
         "llm.cache": str(tmp / "cache.sqlite"),
@@ -39,9 +43,14 @@ def llm_args(server: FakeChatServer, tmp: Path, *extra: str) -> list[str]:
         "llm.requests_per_minute": "600",
         "llm.window_s": "1",
     }
+    return [f"{key}={value}" for key, value in sets.items()]
+
+
+def llm_args(server: FakeChatServer, tmp: Path, *extra: str) -> list[str]:
+    """`dsum llm summarize` of the first 20 dev rows with llm_sets."""
     args = ["llm", "summarize", "-c", "configs/solar-api.yaml", "--split", "dev", "--limit", "20"]
-    for key, value in sets.items():
-        args += ["--set", f"{key}={value}"]
+    for override in llm_sets(server, tmp):
+        args += ["--set", override]
     return args + list(extra)
 
 
@@ -109,9 +118,10 @@ def test_summarize_survives_every_fault_respects_the_limit_and_never_pays_twice(
         second = run_dsum(*llm_args(server, tmp_path), env={"UPSTAGE_API_KEY": KEY})
         assert second.returncode == 0, second.stderr
         assert len(server.arrivals) == arrived  # nothing sent: every answer came from the cache
-        report = json.loads((out / "dev_llm_report.json").read_text())
+        out2 = tmp_path / "runs" / "solar-api-2"  # a run again is a new run directory
+        report = json.loads((out2 / "dev_llm_report.json").read_text())
         assert report["from_cache"] == 20 and report["requests_sent"] == 0
-        assert (out / "dev_submission.csv").read_text() == sub_text
+        assert (out2 / "dev_submission.csv").read_text() == sub_text
 
         third = run_dsum(*llm_args(server, tmp_path, "--no-cache", "--limit", "2"), env={"UPSTAGE_API_KEY": KEY})
         assert third.returncode == 0, third.stderr
@@ -132,16 +142,53 @@ def test_a_row_that_keeps_failing_is_recorded_and_the_rest_go_on(tmp_path):
         failures = pd.read_csv(out / "dev_failures.csv")
         assert failures.fname.tolist() == [victim.fname]
         assert failures.error[0].startswith("500 after 3 attempts")
-        assert not (out / "dev_submission.csv").exists()
+        assert not (out / "dev_submission.csv").exists() and not (out / "metrics.json").exists()
         report = json.loads((out / "dev_llm_report.json").read_text())
         assert (report["answered"], report["failed"], report["retries"]) == (19, 1, {"500": 2})
+        assert run_status(out) == "failed"
 
         server.fail_when = None  # the API recovers: the rerun sends only the failed row
         again = run_dsum(*llm_args(server, tmp_path), env={"UPSTAGE_API_KEY": KEY})
         assert again.returncode == 0, again.stderr
         assert server.count("ok") == 20
-        assert not (out / "dev_failures.csv").exists()
-        assert len(pd.read_csv(out / "dev_submission.csv")) == 20
+        out2 = tmp_path / "runs" / "solar-api-2"
+        assert not (out2 / "dev_failures.csv").exists()
+        assert len(pd.read_csv(out2 / "dev_submission.csv")) == 20
+        assert [(r.name, r.status) for r in list_runs(tmp_path / "runs", sort="name")] == [
+            ("solar-api", "failed"), ("solar-api-2", "finished")]
+
+
+def test_an_llm_run_is_a_run_directory_listed_with_its_model_score_and_status(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("UPSTAGE_API_KEY", KEY)
+    quiet = Console(file=io.StringIO())
+    with FakeChatServer(KEY) as server:
+        cfg = load_config("configs/solar-api.yaml", [*llm_sets(server, tmp_path), "general.run_name=null"])
+        result = summarize_split(cfg, "dev", limit=5, console=quiet)
+        again = summarize_split(cfg, "dev", limit=5, console=quiet)  # all from the cache, a new run
+    runs = tmp_path / "runs"
+    run_dir = runs / "llm_solar-pro2"
+    assert (result.submission, again.submission) == (run_dir / "dev_submission.csv", runs / "llm_solar-pro2-2" / "dev_submission.csv")
+    assert (result.stats.answered, again.stats.from_cache) == (5, 5)
+
+    rows = list_runs(runs, sort="name")
+    assert [(r.name, r.kind, r.model, r.status) for r in rows] == [
+        ("llm_solar-pro2", "llm", "api:solar-pro2", "finished"),
+        ("llm_solar-pro2-2", "llm", "api:solar-pro2", "finished"),
+    ]
+    assert rows[0].score == result.score.score and rows[1].score == again.score.score
+    assert (rows[0].learning_rate, rows[0].batch_size, rows[0].epochs, rows[0].best_epoch) == (None, None, None, None)
+
+    s = result.score
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["dev"] == {"score": s.score, "rouge1": s.rouge1, "rouge2": s.rouge2, "rougeL": s.rougeL, "rows": 5}
+    assert metrics["llm"]["model"] == "solar-pro2" and metrics["llm"]["answered"] == 5
+    status = read_status(run_dir)
+    assert (status["status"], status["kind"], status["pid"]) == ("finished", "llm", os.getpid())
+    assert load_config(run_dir / "config.yaml") == cfg
+    hashes = json.loads((run_dir / "environment.json").read_text())["data_sha256"]
+    assert hashes == {p: file_sha256(p) for p in ("data/sample/dev.csv", "data/sample/train.csv")}  # train: the shots
+    assert_key_nowhere(tmp_path)
 
 
 def test_missing_key_names_the_variable(tmp_path):
@@ -187,27 +234,34 @@ def test_killed_halfway_the_rerun_repeats_no_answered_request(tmp_path):
         rerun = [a.body_sha for a in server.arrivals[before:]]
         assert not answered_before & set(rerun)  # nothing answered before is asked again
         assert len(rerun) == len(set(rerun)) == 20 - len(answered_before)
-        report = json.loads((tmp_path / "runs/solar-api/dev_llm_report.json").read_text())
+        report = json.loads((tmp_path / "runs/solar-api-2/dev_llm_report.json").read_text())
         assert (report["from_cache"], report["answered"]) == (len(answered_before), 20 - len(answered_before))
+        assert run_status(tmp_path / "runs/solar-api") == "crashed"  # killed: a dead pid, never marked
 
 
 def test_ctrl_c_stops_with_a_message_and_keeps_the_answers(tmp_path):
+    # Nothing here races the clock. One worker; the server answers 3 requests and holds the 4th,
+    # so when it is held the client has committed exactly 3 answers. The limiter allows 4 requests
+    # in 4 minutes: a retry of the 4th, whether it comes before or after the client sees Ctrl-C,
+    # waits in the limiter until Ctrl-C stops it, so the server never sees a 5th request.
     with FakeChatServer(KEY, block_after=3) as server:
-        args = llm_args(server, tmp_path, "--set", "llm.concurrency=1", "--set", "llm.timeout_s=60")
+        args = llm_args(server, tmp_path, "--set", "llm.concurrency=1", "--set", "llm.timeout_s=600",
+                        "--set", "llm.requests_per_minute=1", "--set", "llm.window_s=240")
         proc = subprocess.Popen([sys.executable, "-m", "dsum", *args], cwd=REPO,
                                 env={**os.environ, "UPSTAGE_API_KEY": KEY},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a bound on a stuck client only, never reached otherwise
         while server.blocked < 1 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
+        assert server.blocked == 1 and proc.poll() is None
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        server.release()  # the request in flight ends (a dropped connection); no retry follows
-        _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 2
+        server.release()  # the request in flight ends (a dropped connection)
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 2, stderr
         assert "interrupted: the 3 answers received so far are saved in" in stderr
-        assert len(server.arrivals) == 4
+        assert [a.action for a in server.arrivals] == ["ok", "ok", "ok", "blocked"]
     assert len(ResponseCache(tmp_path / "cache.sqlite")) == 3
+    assert run_status(tmp_path / "runs" / "solar-api") == "failed"
 
 
 def test_llm_commands_have_help_with_an_example():

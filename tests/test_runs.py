@@ -6,17 +6,19 @@ import shutil
 import socket
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_dsum, tiny_overrides
+from conftest import REPO, run_dsum, tiny_overrides
 from matplotlib.image import imread
 
 from dsum.config import load_config
 from dsum.errors import UserError
 from dsum.record import resolve_parent, write_record
-from dsum.runs import compare_runs, list_runs, mark_status, run_status
+from dsum.rundir import mark_status
+from dsum.runs import compare_runs, list_runs, run_status
 
 
 def _sets(overrides: list[str]) -> list[str]:
@@ -53,7 +55,7 @@ def test_runs_json_lists_both_runs_best_first(runs):
     assert [r["name"] for r in rows] == sorted(scores, key=scores.get, reverse=True)
     for row in rows:
         assert row["score"] == scores[row["name"]]
-        assert row["status"] == "finished"
+        assert row["status"] == "finished" and row["kind"] == "train"
         assert row["model"] == "tiny-bart" and row["batch_size"] == 8 and row["epochs"] == 2
         assert row["best_epoch"] == _metrics(runs / row["name"])["best_epoch"]
     assert {r["name"]: r["learning_rate"] for r in rows} == {"demo": 0.003, "demo-2": 0.001}
@@ -93,6 +95,30 @@ def test_status_running_crashed_failed(runs, tmp_path):
     assert run_status(killed) == "failed"
     mark_status(killed, "finished")
     assert run_status(killed) == "finished"
+
+
+def test_runs_table_at_80_columns_keeps_status_and_date_whole(tmp_path):
+    """The default terminal width: the name and model fold, status and date never get cut."""
+    runs = tmp_path / "runs"
+    cfg = load_config(REPO / "configs/kobart.yaml")  # model digit82/kobart-summarization
+    config = cfg.to_yaml()
+    started = f"{datetime.now().year}-11-29T14:05:00+09:00"
+    name = "kobart-summarization_v1_lr5e-05_bs16_ep20"
+    for run, state, pid in ((name, "finished", os.getpid()), (f"{name}-2", "running", os.getpid()), (f"{name}-3", "running", -1)):
+        (runs / run).mkdir(parents=True)
+        (runs / run / "config.yaml").write_text(config)
+        (runs / run / "status.json").write_text(json.dumps(
+            {"status": state, "kind": "train", "pid": pid, "host": socket.gethostname(), "started": started}))
+    (runs / name / "metrics.json").write_text(json.dumps({"dev": {"score": 47.123}, "best_epoch": 12.0}))
+
+    result = run_dsum("runs", "--dir", str(runs), env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if "11-29 14:05" in line]  # the date, whole, on each run's first line
+    assert len(rows) == 3
+    assert ["finished" in rows[0], "running" in rows[1], "crashed" in rows[2]] == [True, True, True]
+    assert "47.12" in rows[0] and f"{cfg.training.learning_rate:g}" in rows[0]
 
 
 def test_compare_shows_config_and_metric_diff_and_draws_curves(runs, tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dsum.errors import UserError
-from dsum.submission import LEFTOVER_TOKENS, check_submission, write_submission
+from dsum.submission import LEFTOVER_TOKENS, check_submission, write_checked_submission, write_submission
 
 FNAMES = ["test_0", "test_1", "test_2", "test_3"]
 PREDS = {f: f"#Person1#는 요약 {i}입니다." for i, f in enumerate(FNAMES)}
@@ -254,3 +254,38 @@ def test_check_unreadable_test_file_is_a_user_error(tmp_path: Path) -> None:
     sub = write_sub(tmp_path, official(GOOD_ROWS))
     with pytest.raises(UserError, match="cannot read the test file"):
         check_submission(sub, tmp_path / "missing_test.csv")
+
+
+# --- write_checked_submission: the one writer every command uses -------------------------------
+
+
+def test_checked_submission_follows_the_test_file_and_the_sample(tmp_path: Path, test_csv: Path, sample_csv: Path) -> None:
+    out = write_checked_submission(tmp_path / "sub.csv", PREDS, test_csv, sample_csv)
+    assert out == tmp_path / "sub.csv"
+    assert out.read_text(encoding="utf-8") == official(GOOD_ROWS)
+    plain = tmp_path / "plain_sample.csv"
+    plain.write_text("fname,summary\n")
+    text = write_checked_submission(tmp_path / "sub2.csv", PREDS, str(test_csv), plain).read_text(encoding="utf-8")
+    assert text == "fname,summary\n" + "".join(f"{f},{s}\n" for f, s in GOOD_ROWS)
+
+
+def test_checked_submission_of_some_rows_takes_their_fnames(tmp_path: Path, test_csv: Path) -> None:
+    # `dsum llm summarize --limit 2`: the first two rows, checked against those two, no ids file.
+    out = write_checked_submission(tmp_path / "sub.csv", PREDS, FNAMES[:2])
+    assert out.read_text(encoding="utf-8") == official(GOOD_ROWS[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "test.csv"]
+    assert check_submission(out, FNAMES[:2]) == []
+    assert check_submission(out, FNAMES) == ["2 test ids are missing (test_2, test_3); write one row per test dialogue"]
+
+
+def test_checked_submission_with_a_problem_is_a_user_error_naming_it(tmp_path: Path, test_csv: Path) -> None:
+    preds = {**PREDS, "test_1": "요약</s>", "test_3": "  "}
+    with pytest.raises(UserError) as caught:
+        write_checked_submission(tmp_path / "sub.csv", preds, test_csv)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'sub.csv'} failed the submission check: ")
+    assert "1 summaries are empty or whitespace only (test_3)" in message
+    assert "special token </s> (first: test_1)" in message
+    with pytest.raises(UserError, match=r"no prediction for 1 of 4 test dialogues \(test_2\)"):
+        write_checked_submission(tmp_path / "sub2.csv", {f: PREDS[f] for f in FNAMES if f != "test_2"}, test_csv)
+    assert not (tmp_path / "sub2.csv").exists()

@@ -1,8 +1,8 @@
 """Run directories as a team sees them: is it still running, which is best, what changed between two.
 
-A run directory (runs/<name>/, see rundir.py) already holds everything needed: config.yaml,
-metrics.json and train_log.jsonl. This module only adds status.json, written by training at its
-start and end, so that a killed run (no metrics.json, a dead pid) reads "crashed", not "running".
+A run directory (runs/<name>/) already holds everything needed: config.yaml, metrics.json,
+train_log.jsonl and status.json. rundir.py creates and writes them; this module only reads, so that
+a killed run (no metrics.json, a dead pid) reads "crashed", not "running".
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dsum.atomic import write_json
 from dsum.errors import UserError
 
-STATUSES = ("running", "finished", "failed", "pruned")  # pruned: stopped early by dsum tune
+if TYPE_CHECKING:
+    from rich.table import Table
+
 SORT_KEYS = ("score", "date", "name")
 
 
@@ -28,20 +29,15 @@ SORT_KEYS = ("score", "date", "name")
 # Status
 
 
-def mark_status(run_dir: Path, status: str) -> None:
-    """Write run_dir/status.json: the status, this process and host, when it started and last changed."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
-    path = Path(run_dir) / "status.json"
-    now = datetime.now().astimezone().isoformat(timespec="seconds")
-    started = _read_json(path).get("started", now)  # a resumed run keeps its first start
-    write_json(path, {"status": status, "pid": os.getpid(), "host": socket.gethostname(), "started": started, "updated": now})
+def read_status(run_dir: Path) -> dict:
+    """status.json as written by rundir.mark_status; {} when absent or unreadable."""
+    return _read_json(Path(run_dir) / "status.json")
 
 
 def run_status(run_dir: Path) -> str:
     """finished | failed | pruned | running | running? (another host: cannot tell) | crashed."""
     run_dir = Path(run_dir)
-    state = _read_json(run_dir / "status.json")
+    state = read_status(run_dir)
     if (run_dir / "metrics.json").is_file() or state.get("status") == "finished":
         return "finished"
     if state.get("status") in ("failed", "pruned"):
@@ -109,9 +105,10 @@ def read_metrics(run_dir: Path) -> dict:
 class RunRow:
     name: str
     path: str
-    date: str
-    model: str
-    learning_rate: float | None
+    date: str  # YYYY-MM-DD HH:MM, local time
+    kind: str  # train (dsum train) or llm (dsum llm summarize)
+    model: str  # llm runs: api:<llm.model>
+    learning_rate: float | None  # training settings: None for llm runs
     batch_size: int | None
     epochs: float | None
     score: float | None
@@ -119,7 +116,9 @@ class RunRow:
     status: str
 
 
-def model_label(config: dict) -> str:
+def model_label(config: dict, kind: str = "train") -> str:
+    if kind == "llm":
+        return f"api:{(config.get('llm') or {}).get('model')}"
     model = config.get("model") or {}
     tiny = model.get("tiny")
     return f"tiny-{tiny.get('architecture', 'bart')}" if tiny else str(model.get("name"))
@@ -127,7 +126,7 @@ def model_label(config: dict) -> str:
 
 def run_date(run_dir: Path) -> str:
     """When the run started: status.json's start, else when config.yaml was written (at the start)."""
-    started = _read_json(Path(run_dir) / "status.json").get("started")
+    started = read_status(run_dir).get("started")
     try:
         return datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M")
     except (TypeError, ValueError):  # no status.json (an older run) or a hand-edited one
@@ -137,12 +136,14 @@ def run_date(run_dir: Path) -> str:
 
 def run_row(run_dir: Path) -> RunRow:
     config, metrics = read_config(run_dir), read_metrics(run_dir)
-    training = config.get("training") or {}
+    kind = read_status(run_dir).get("kind", "train")
+    training = (config.get("training") or {}) if kind == "train" else {}
     return RunRow(
         name=run_dir.name,
         path=str(run_dir),
         date=run_date(run_dir),
-        model=model_label(config),
+        kind=kind,
+        model=model_label(config, kind),
         learning_rate=training.get("learning_rate"),
         batch_size=training.get("batch_size"),
         epochs=training.get("epochs"),
@@ -169,6 +170,37 @@ def list_runs(output_dir: Path = Path("runs"), sort: str = "score") -> list[RunR
 
 def rows_as_dicts(rows: list[RunRow]) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+STATUS_STYLES = {"finished": "green", "running": "cyan", "running?": "cyan", "failed": "red", "crashed": "red"}
+
+
+def short_date(date: str, today: datetime | None = None) -> str:
+    """'2026-11-29 14:05' → '11-29 14:05' this year, '2025-11-29' another year: 11 characters at most."""
+    year = (today or datetime.now()).strftime("%Y")
+    return date[5:] if date.startswith(f"{year}-") else date[:10]
+
+
+def runs_table(rows: list[RunRow], title: str) -> Table:
+    """The `dsum runs` table. At 80 columns, date, status and the numbers stay whole; the name and
+    the model fold onto more lines instead."""
+    from rich import box
+    from rich.table import Table
+
+    # A light frame: the nine columns' borders and padding would otherwise take a third of 80 columns.
+    table = Table(title=title, box=box.MINIMAL_HEAVY_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("date", no_wrap=True, min_width=11)
+    table.add_column("model", overflow="fold")
+    for column in ("lr", "bs", "ep", "score", "best ep"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=8)
+    for r in rows:
+        lr, batch, epochs, best = ("-" if v is None else f"{v:g}" for v in (r.learning_rate, r.batch_size, r.epochs, r.best_epoch))
+        score = "-" if r.score is None else f"{r.score:.2f}"
+        status = f"[{STATUS_STYLES.get(r.status, '')}]{r.status}[/]"
+        table.add_row(r.name, short_date(r.date), r.model, lr, batch, epochs, score, best, status)
+    return table
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -112,14 +113,35 @@ def _read_test_fnames(test: Path) -> list[str]:
     return frame["fname"].tolist()
 
 
-def check_submission(sub: Path, test: Path, sample: Path | None = None) -> list[str]:
+def write_checked_submission(
+    out: Path, predictions: Mapping[str, str], test: Path | Sequence[str], sample: Path | None = None
+) -> Path:
+    """Write `out` in the sample's layout (write_submission), then check it (check_submission).
+
+    `test`: the test file, or the fnames the submission must hold in order (e.g. the first --limit
+    rows). Any problem is a UserError listing them all. Returns `out`.
+    """
+    fnames = _test_fnames(test)
+    write_submission(out, predictions, fnames, sample)
+    problems = check_submission(out, fnames, sample)
+    if problems:
+        raise UserError(f"{out} failed the submission check: " + "; ".join(problems))
+    return Path(out)
+
+
+def _test_fnames(test: Path | Sequence[str]) -> list[str]:
+    return _read_test_fnames(Path(test)) if isinstance(test, (str, os.PathLike)) else list(test)
+
+
+def check_submission(sub: Path, test: Path | Sequence[str], sample: Path | None = None) -> list[str]:
     """Every problem found in submission `sub`, one line each (problem; fix). [] means OK.
 
-    Raises UserError when `test` or `sample` cannot be read: those are the references, not the
-    file under check.
+    `test`: the test file, or the list of fnames the submission must hold in order. Raises
+    UserError when `test` or `sample` cannot be read: those are the references, not the file
+    under check.
     """
     sub = Path(sub)
-    test_fnames = _read_test_fnames(test)
+    test_fnames = _test_fnames(test)
     expected_header = _read_sample_header(sample) if sample is not None else None
 
     if not sub.is_file():

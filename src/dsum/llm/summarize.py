@@ -1,14 +1,16 @@
 """`dsum llm summarize`: summaries of a split from a chat model; a checked submission; the dev score.
 
-Writes into <general.output_dir>/<general.run_name or llm_<model>>/: `<split>_submission.csv`,
-`dev_predictions.csv` (dev: prediction, references, per-row scores), `<split>_llm_report.json`
-(the closing report), `<split>_failures.csv` when rows failed, and the resolved `config.yaml`.
-The same command run again overwrites them and sends only what the cache does not hold.
+Each run claims its own run directory (rundir.py), <general.output_dir>/<general.run_name or
+llm_<model>>, `-2`, `-3`, ... when taken, and writes there: `config.yaml` and `environment.json`,
+`status.json` (running, then finished or failed), `<split>_submission.csv`, on dev
+`dev_predictions.csv` (prediction, references, per-row scores) and `metrics.json` (the score, as
+training writes it, so `dsum runs` lists the run with its score), `<split>_llm_report.json` (the
+closing report) and `<split>_failures.csv` when rows failed. Run again, it sends only what the
+cache (llm.cache) does not hold.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from dsum.errors import UserError
 from dsum.llm.client import ChatRequest, ChatRunner, RunStats, report_table
 from dsum.llm.prompts import Shot, ShotRetriever, chat_messages, clean_answer
 from dsum.metric import Score, get_tokenizer, score_texts
-from dsum.submission import check_submission, write_dev_predictions, write_submission
+from dsum.rundir import claim_run_dir, mark_status, write_run_files
+from dsum.submission import write_checked_submission, write_dev_predictions
 from dsum.text import normalizer_from_config
 
 
@@ -33,17 +36,14 @@ class SummarizeResult:
     score: Score | None  # dev only
 
 
-def output_dir(cfg: Config) -> Path:
-    return cfg.general.output_dir / (cfg.general.run_name or f"llm_{Path(cfg.llm.model).name}")
-
-
 def summarize_split(
     cfg: Config, split: str, limit: int | None = None, use_cache: bool = True, console: Console | None = None
 ) -> SummarizeResult:
     if split not in ("dev", "test"):
         raise UserError(f"--split must be dev or test, not {split!r}")
     console = console or Console(stderr=True)
-    examples = read_examples(cfg.data.dev if split == "dev" else cfg.data.test, require_summary=split == "dev")
+    split_path = cfg.data.dev if split == "dev" else cfg.data.test
+    examples = read_examples(split_path, require_summary=split == "dev")
     if limit is not None:
         examples = examples[:limit]
     runner = ChatRunner(cfg.llm, use_cache=use_cache, console=console)  # a missing key stops us here
@@ -57,6 +57,21 @@ def summarize_split(
         messages = chat_messages(cfg.llm.system_prompt, cfg.llm.user_prompt, dialogue, shots)
         requests.append(ChatRequest(messages, cfg.llm.temperature, cfg.llm.top_p, cfg.llm.max_tokens))
 
+    # Claimed only now: a bad key, file or prompt leaves no run directory behind.
+    out_dir = claim_run_dir(cfg, kind="llm")
+    try:
+        write_run_files(out_dir, cfg, [split_path, *(cfg.data.train if cfg.llm.shots else [])])
+        result = _summarize_into(out_dir, cfg, split, examples, requests, runner, console)
+    except BaseException:  # a failed row, a refused key, Ctrl-C: `dsum runs` must not show it running
+        mark_status(out_dir, "failed")
+        raise
+    mark_status(out_dir, "finished")
+    return result
+
+
+def _summarize_into(
+    out_dir: Path, cfg: Config, split: str, examples: list[Example], requests: list[ChatRequest], runner: ChatRunner, console: Console
+) -> SummarizeResult:
     results = runner.run(requests, description=f"{split} summaries")
     predictions, failures = {}, []
     for ex, result in zip(examples, results):
@@ -68,8 +83,6 @@ def summarize_split(
         else:
             predictions[ex.fname] = summary
 
-    out_dir = output_dir(cfg)
-    atomic_write_text(out_dir / "config.yaml", cfg.to_yaml())
     failures_path = out_dir / f"{split}_failures.csv"
     report = {"split": split, "rows": len(examples), "model": cfg.llm.model, "shots": cfg.llm.shots, **runner.stats.to_dict()}
     console.print(report_table(runner.stats, title=f"LLM report ({split})"))
@@ -80,15 +93,19 @@ def summarize_split(
             f"{len(failures)} of {len(examples)} rows failed (listed in {failures_path}); no submission written. "
             "Run the same command again: answered rows come from the cache and only the failed ones are sent"
         )
-    failures_path.unlink(missing_ok=True)
 
-    submission = out_dir / f"{split}_submission.csv"
-    _write_checked(cfg, submission, predictions, examples)
+    # Checked against the rows asked for: all of the split, or the first --limit rows.
+    submission = write_checked_submission(
+        out_dir / f"{split}_submission.csv", predictions, [ex.fname for ex in examples], cfg.data.sample_submission
+    )
     score = None
     if split == "dev":
         score = score_texts(predictions, reference_map(examples), tokenizer=cfg.metric.tokenizer)
         write_dev_predictions(out_dir / "dev_predictions.csv", examples, predictions, score)
         report.update(score=score.score, rouge1=score.rouge1, rouge2=score.rouge2, rougeL=score.rougeL)
+        # The shape of training's metrics.json: `dsum runs` and `dsum runs compare` read "dev".
+        dev = {"score": score.score, "rouge1": score.rouge1, "rouge2": score.rouge2, "rougeL": score.rougeL, "rows": score.rows}
+        write_json(out_dir / "metrics.json", {"dev": dev, "llm": report})
     write_json(out_dir / f"{split}_llm_report.json", report)
     return SummarizeResult(submission, runner.stats, score)
 
@@ -101,15 +118,3 @@ def _retriever(cfg: Config, normalize) -> ShotRetriever:
     ]
     return ShotRetriever(pool, cfg.llm.shots, cfg.llm.shot_selection, get_tokenizer(cfg.metric.tokenizer), cfg.general.seed)
 
-
-def _write_checked(cfg: Config, path: Path, predictions: dict[str, str], examples: list[Example]) -> None:
-    """Write in the sample's layout, then run the submission check against the rows asked for
-    (all of the split, or the first --limit rows)."""
-    fnames = [ex.fname for ex in examples]
-    write_submission(path, predictions, fnames, cfg.data.sample_submission)
-    with tempfile.TemporaryDirectory() as tmp:
-        ids = Path(tmp) / "ids.csv"
-        pd.DataFrame({"fname": fnames}).to_csv(ids, index=False)
-        problems = check_submission(path, ids, cfg.data.sample_submission)
-    if problems:
-        raise UserError(f"{path} failed the submission check: " + "; ".join(problems))
