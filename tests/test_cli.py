@@ -118,3 +118,59 @@ def test_missing_id_is_an_error(tmp_path):
     sub.to_csv(tmp_path / "pred.csv", index=False)
     result = run_dsum("score", "--pred", str(tmp_path / "pred.csv"), "--gold", "data/sample/dev.csv")
     assert result.returncode == 2 and "no prediction" in result.stderr
+
+
+def test_set_empty_train_list_is_one_line_exit_2():
+    result = run_dsum("config", "show", "-c", "configs/demo.yaml", "--set", "data.train=[]")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: configs/demo.yaml: data.train: ") and "data.train=[data/sample/train.csv]" in line
+
+
+def test_config_show_keeps_set_text_as_typed():
+    result = run_dsum("config", "show", "-c", "configs/demo.yaml", "--set", "general.data_version=2",
+                      "--set", "general.notes=yes", "--set", "general.run_name=2024-01-01")
+    assert result.returncode == 0, result.stderr
+    general = yaml.safe_load(result.stdout)["general"]
+    assert (general["data_version"], general["notes"], general["run_name"]) == ("2", "yes", "2024-01-01")
+
+
+def test_data_check_header_only_file_exits_2(tmp_path):
+    (tmp_path / "train.csv").write_text("fname,dialogue,summary,topic\n", encoding="utf-8")
+    result = run_dsum("data", "check", str(tmp_path / "train.csv"), "--json")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (report,) = json.loads(result.stdout)
+    assert report["rows"] == 0 and [f["check"] for f in report["findings"]] == ["no_rows"]
+
+
+def test_data_check_and_score_of_random_bytes_exit_2_without_traceback(tmp_path):
+    import random
+
+    paths = []
+    for seed in range(20):  # the 7-bit files of seeds 10, 15 and 18 ended in a csv.Error traceback
+        raw = random.Random(seed).randbytes(2000)
+        for name, body in ((f"bytes{seed}.csv", raw), (f"ascii{seed}.csv", bytes(b & 0x7F for b in raw))):
+            (tmp_path / name).write_bytes(body)
+            paths.append(str(tmp_path / name))
+    (tmp_path / "nul.csv").write_bytes(b'a,"b\x00')
+    paths.append(str(tmp_path / "nul.csv"))
+    result = run_dsum("data", "check", *paths, "--json")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    reports = json.loads(result.stdout)
+    assert len(reports) == len(paths) and all(r["errors"] >= 1 for r in reports)
+    for path in (tmp_path / "ascii10.csv", tmp_path / "nul.csv"):
+        scored = run_dsum("score", "--pred", "data/sample/dev.csv", "--gold", str(path))
+        assert scored.returncode == 2 and "Traceback" not in scored.stderr
+        (line,) = scored.stderr.strip().splitlines()
+        assert line.startswith(f"error: {path}: ")
+
+
+def test_score_analyser_flag_and_its_old_name():
+    args = ["score", "--pred", "data/sample/dev.csv", "--gold", "data/sample/dev.csv"]
+    new = run_dsum(*args, "--analyser", "whitespace")
+    old = run_dsum(*args, "--tokenizer", "whitespace")
+    assert new.returncode == 0 and old.returncode == 0, (new.stderr, old.stderr)
+    assert new.stdout == old.stdout
+    assert new.stdout.startswith("score 100.00") and "analyser whitespace" in new.stdout

@@ -15,8 +15,9 @@ from scipy.stats import ks_2samp
 from dsum.config import load_config
 from dsum.eda import morphemes
 from dsum.eda.stats import describe, id_report, keep_length, read_split
-from dsum.modeling import train_tokenizer
+from dsum.modeling import load_model_and_tokenizer
 from dsum.text import Normalizer, special_tokens_for
+from dsum.tokenization import encode_labels, encode_sources, framing_for
 
 SAMPLE = REPO / "data" / "sample"
 TOKEN = r"#[A-Za-z][A-Za-z0-9]*#"
@@ -203,14 +204,15 @@ def test_token_lengths_and_truncation(demo):
     _, out, report, tables = demo
     assert report["tokenizer"]["available"] is True and report["tokenizer"]["name"] == "tiny"
     per_row = pd.read_csv(out / "lengths.csv", keep_default_na=False, dtype={"fname": str})
-    # The tokenizer `dsum train` would build, counted through transformers here.
+    # The tokenizer and framing `dsum train` would build, counted as training encodes examples.
     train, dev = tables["train"], tables["dev"]
     train_texts = [*train.dialogue, *train.summary]
-    tokenizer = train_tokenizer(train_texts, load_config(REPO / "configs/demo.yaml").model.tiny,
-                                special_tokens_for([*train_texts, *dev.dialogue]))
+    model, tokenizer = load_model_and_tokenizer(load_config(REPO / "configs/demo.yaml").model,
+                                                special_tokens_for([*train_texts, *dev.dialogue]), train_texts)
+    framing = framing_for(model.config, tokenizer)
     for name, table in tables.items():
         rows = per_row[per_row.split == name].set_index("fname").loc[table.fname]
-        dialogue_tokens = pd.Series([len(ids) for ids in tokenizer(list(table.dialogue))["input_ids"]])
+        dialogue_tokens = pd.Series([len(ids) for ids in encode_sources(tokenizer, framing, list(table.dialogue), 10**6)[0]])
         assert rows.dialogue_tokens.astype(int).tolist() == dialogue_tokens.tolist()
         assert rows.dialogue_chars.astype(int).tolist() == table.dialogue.str.len().tolist()
         assert_stats(report["lengths"][name]["dialogue"]["tokens"], dialogue_tokens)
@@ -223,7 +225,7 @@ def test_token_lengths_and_truncation(demo):
         if "summary" not in table:
             assert report["truncation"][name]["summary"] is None
             continue
-        summary_tokens = pd.Series([len(ids) for ids in tokenizer(text_target=list(table.summary))["input_ids"]])
+        summary_tokens = pd.Series([len(ids) for ids in encode_labels(tokenizer, framing, list(table.summary), 10**6)[0]])
         assert rows.summary_tokens.astype(int).tolist() == summary_tokens.tolist()
         cut = report["truncation"][name]["summary"]
         assert cut["max_length"] == MAX_TARGET

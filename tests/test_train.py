@@ -16,12 +16,14 @@ from conftest import REPO, TINY, run_dsum, tiny_overrides
 from dsum.config import load_config
 from dsum.data import read_examples, reference_map
 from dsum.errors import UserError
-from dsum.generate import clean_summary, generate_summaries, generation_kwargs, length_batches
+from dsum.generate import generate_summaries, generation_kwargs, length_batches
 from dsum.metric import score_texts
 from dsum.modeling import build_tiny_model, load_model_and_tokenizer, train_tokenizer
+from dsum.precision import resolve_precision
 from dsum.submission import check_submission
 from dsum.text import STANDARD_SPECIAL_TOKENS, special_tokens_for
-from dsum.train import make_collator, resolve_precision, tokenize_examples, train
+from dsum.tokenization import SummaryDecoder, add_data_tokens, encode_sources, framing_for, tokenize_examples
+from dsum.train import make_collator, train
 
 SAMPLE = REPO / "data" / "sample"
 def sample_texts():
@@ -36,8 +38,8 @@ def test_special_tokens_are_never_split():
     model, tokenizer = load_model_and_tokenizer(cfg.model, tokens, train_texts=texts)
     assert set(STANDARD_SPECIAL_TOKENS) <= set(tokens)
     for token in STANDARD_SPECIAL_TOKENS:
-        pieces = tokenizer.tokenize(f"{token}: 안녕하세요 {token}는 #Person9#에게")
-        assert pieces.count(token) == 2, (token, pieces)
+        ids = tokenizer(f"{token}: 안녕하세요 {token}는 #Person9#에게", add_special_tokens=False)["input_ids"]
+        assert ids.count(tokenizer.convert_tokens_to_ids(token)) == 2, (token, tokenizer.convert_ids_to_tokens(ids))
         ids = tokenizer(f"{token}는 왔다")["input_ids"]
         assert tokenizer.convert_tokens_to_ids(token) in ids
     assert model.get_input_embeddings().num_embeddings == len(tokenizer)
@@ -46,14 +48,15 @@ def test_special_tokens_are_never_split():
 def test_local_pretrained_folder_gets_special_tokens_added(tmp_path):
     """A hub-style model saved without the PII tokens: they are added and the embeddings resized."""
     cfg = load_config(REPO / "configs/demo.yaml", TINY)
-    bare = train_tokenizer(sample_texts(), cfg.model.tiny, special_tokens=["#Person1#", "#Person2#"])
+    bare = train_tokenizer(sample_texts(), cfg.model.tiny)
+    add_data_tokens(bare, ["#Person1#", "#Person2#"])
     build_tiny_model(cfg.model.tiny, bare).save_pretrained(tmp_path / "kobart-like")
     bare.save_pretrained(tmp_path / "kobart-like")
     local = load_config(REPO / "configs/kobart.yaml", [f"model.name={tmp_path / 'kobart-like'}"])
     model, tokenizer = load_model_and_tokenizer(local.model, list(STANDARD_SPECIAL_TOKENS))
     assert len(tokenizer) == len(bare) + 13
     assert model.get_input_embeddings().num_embeddings == len(tokenizer)
-    assert tokenizer.tokenize("#CarNumber#") == ["#CarNumber#"]
+    assert tokenizer("#CarNumber#", add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids("#CarNumber#")]
 
 
 def test_labels_padded_with_minus_100_and_truncation_counted():
@@ -61,9 +64,12 @@ def test_labels_padded_with_minus_100_and_truncation_counted():
     texts = sample_texts()
     model, tokenizer = load_model_and_tokenizer(cfg.model, special_tokens_for(texts), train_texts=texts)
     sources, targets = ["#Person1#: 안녕 " * 40, "#Person2#: 네"], ["짧은 요약", "조금 더 긴 요약 문장입니다 " * 10]
-    features = tokenize_examples(tokenizer, sources, targets, max_source=32, max_target=16)
+    framing = framing_for(model.config, tokenizer)
+    features = tokenize_examples(tokenizer, framing, sources, targets, max_source=32, max_target=16)
     assert features.truncated_sources == 1 and features.truncated_targets == 1
     assert max(len(r["input_ids"]) for r in features.rows) == 32
+    assert all(r["labels"][-1] == tokenizer.eos_token_id for r in features.rows)  # truncated ones too
+    assert all(r["input_ids"][0] == tokenizer.bos_token_id and r["input_ids"][-1] == tokenizer.eos_token_id for r in features.rows)
     batch = make_collator(tokenizer, model)(features.rows)
     labels = batch["labels"]
     assert labels.shape == (2, 16)  # padded to the batch's longest label, not to a fixed 100
@@ -92,7 +98,7 @@ def input_dependent(model):
         for parameter in model.parameters():
             if parameter.dim() > 1:
                 parameter.normal_(0, 0.3)
-    return model
+    return model.eval()
 
 
 @pytest.mark.parametrize("architecture", ["bart", "t5"])
@@ -106,11 +112,12 @@ def test_generation_equals_plain_generate(architecture):
     dialogues = [ex.dialogue for ex in read_examples(SAMPLE / "dev.csv")][:10]
     ours = generate_summaries(model, tokenizer, dialogues, cfg.generation, 4, 512, progress=False)
     plain = []
+    framing = framing_for(model.config, tokenizer)
+    decode = SummaryDecoder(tokenizer, framing)
     with torch.inference_mode():
-        for dialogue in dialogues:
-            ids = model.generate(**tokenizer([dialogue], truncation=True, max_length=512, return_tensors="pt"),
-                                 **generation_kwargs(cfg.generation))
-            plain.append(clean_summary(tokenizer.decode(ids[0])))
+        for ids in encode_sources(tokenizer, framing, dialogues, 512)[0]:
+            output = model.generate(torch.tensor([ids]), **generation_kwargs(cfg.generation))
+            plain.extend(decode(output.tolist()))
     assert ours == plain
     assert len(set(ours)) == 10  # every dialogue its own summary
 
@@ -130,7 +137,7 @@ def test_token_budget_generation_equals_fixed_batches():
     model = input_dependent(model)
     dialogues = [ex.dialogue for ex in read_examples(SAMPLE / "dev.csv")]
     assert cfg.generation.batch_by_tokens  # the default
-    lengths = [len(ids) for ids in tokenizer(dialogues, truncation=True, max_length=512)["input_ids"]]
+    lengths = [len(ids) for ids in encode_sources(tokenizer, framing_for(model.config, tokenizer), dialogues, 512)[0]]
     sizes = [len(b) for b in length_batches(lengths, 3, 512)]
     assert sum(sizes) == 20 and max(sizes) > 3  # short dialogues do go in bigger batches
     budget = generate_summaries(model, tokenizer, dialogues, cfg.generation, 3, 512, progress=False)
@@ -140,17 +147,14 @@ def test_token_budget_generation_equals_fixed_batches():
     assert len(set(budget)) == 20
 
 
-def test_clean_summary_strips_model_tokens():
-    assert clean_summary("<s> #Person1#는  </s><pad><pad>") == "#Person1#는"
-
-
 def test_fp16_without_gpu_is_a_user_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
     with pytest.raises(UserError, match="needs a CUDA GPU"):
         resolve_precision("fp16")
     assert resolve_precision("auto") == "fp32"
-    result = run_dsum("train", "-c", "configs/kobart.yaml")
+    # KoBART's real config (bundled): the GPU is refused before any model is loaded.
+    result = run_dsum("train", "-c", "configs/kobart.yaml", "--set", f"model.name={REPO / 'tests/models/digit82__kobart-summarization'}")
     assert result.returncode == 2
     assert "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
 
@@ -216,6 +220,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     crashed.send_signal(signal.SIGKILL)
     crashed.wait()
     assert not (tmp_path / "b/runs/demo/metrics.json").exists()
+    # A line the killed process logged after its last checkpoint: the resumed run logs that step again.
+    with open(tmp_path / "b/runs/demo/train_log.jsonl", "a") as log:
+        log.write(json.dumps({"step": 39, "epoch": 3.9, "loss": 123.0}) + "\n")
 
     resumed = run_dsum("train", "-c", "configs/demo.yaml", "--resume",
                        *sum([["--set", o] for o in tiny_overrides(tmp_path / "b", "training.epochs=4")], []))
@@ -228,6 +235,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     losses_b = [(h["step"], h["loss"]) for h in b["log_history"] if "loss" in h]
     assert [s for s, _ in losses_a] == [s for s, _ in losses_b]
     assert [l for _, l in losses_a] == pytest.approx([l for _, l in losses_b], rel=1e-4)
+    log_a, log_b = ([json.loads(line) for line in (tmp_path / x / "runs/demo/train_log.jsonl").read_text().splitlines()] for x in "ab")
+    steps_b = [entry["step"] for entry in log_b if "loss" in entry]
+    assert steps_b == sorted(set(steps_b))  # no step twice in the curves
+    assert [e["step"] for e in log_a if "loss" in e] == steps_b
     metrics_a = json.loads((tmp_path / "a/runs/demo/metrics.json").read_text())
     metrics_b = json.loads((tmp_path / "b/runs/demo/metrics.json").read_text())
     assert metrics_a["dev"]["score"] == pytest.approx(metrics_b["dev"]["score"], abs=1e-6)
@@ -256,27 +267,3 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     evals = [json.loads(l) for l in (runs[0] / "train_log.jsonl").read_text().splitlines() if "eval_board_score" in l]
     assert len(evals) == 2  # one eval per epoch, logged once (rank 0), on all 20 dev rows
     assert metrics["dev"]["score"] == pytest.approx(max(e["eval_board_score"] for e in evals), abs=1e-6)
-
-
-@pytest.mark.parametrize("recipe,arch", [("kobart.yaml", "bart"), ("t5.yaml", "t5")])
-def test_hub_recipes_on_a_local_tiny_model(tmp_path, recipe, arch):
-    """The hub recipes run unchanged but for the model folder, data paths and CPU-sized settings."""
-    cfg = load_config(REPO / "configs/demo.yaml", TINY + [f"model.tiny.architecture={arch}"])
-    texts = sample_texts()
-    tokenizer = train_tokenizer(texts, cfg.model.tiny, special_tokens=["#Person1#", "#Person2#"])
-    folder = tmp_path / f"tiny-{arch}"
-    build_tiny_model(cfg.model.tiny, tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    overrides = [
-        f"model.name={folder}", f"general.output_dir={tmp_path / 'runs'}", "training.precision=auto",
-        "training.epochs=1", "training.batch_size=16", "training.learning_rate=1e-3",
-        "generation.max_new_tokens=20", "generation.num_beams=2",
-        *(f"data.{k}={SAMPLE / v}" for k, v in
-          [("dev", "dev.csv"), ("test", "test.csv"), ("sample_submission", "sample_submission.csv")]),
-        f"data.train=[{SAMPLE / 'train.csv'}]",
-    ]
-    run_dir = train(load_config(REPO / "configs" / recipe, overrides))
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["dev"]["rows"] == 20 and 0 <= metrics["dev"]["score"] <= 100
-    assert run_dir.name.startswith(f"tiny-{arch}_v1_lr0.001_bs16_ep1")
-    assert check_submission(run_dir / "submission.csv", SAMPLE / "test.csv", SAMPLE / "sample_submission.csv") == []

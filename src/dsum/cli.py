@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dsum.errors import UserError
@@ -106,7 +107,8 @@ def data_preprocess(
     Example: dsum data preprocess data/sample/train.csv /tmp/train.clean.csv
     """
     from dsum.config import load_config
-    from dsum.text import normalizer_from_config, preprocess_file
+    from dsum.data import preprocess_file
+    from dsum.text import normalizer_from_config
 
     cfg = load_config(config, set_)
     counts = preprocess_file(src, dst, normalizer_from_config(cfg.data, force=True))
@@ -122,7 +124,7 @@ def data_preprocess(
 def score(
     pred: Path = typer.Option(..., "--pred", help="Predictions: a CSV/JSONL with fname and summary columns."),
     gold: Path = typer.Option(..., "--gold", help="References: `summary` or `summary1..N` columns."),
-    tokenizer: str = typer.Option("mecab", "--tokenizer", help="mecab (default, fast), kiwi or whitespace."),
+    analyser: str = typer.Option("mecab", "--analyser", "--tokenizer", help="Morpheme analyser: mecab (default, fast), kiwi or whitespace (--tokenizer: its old name)."),
     per_row: Optional[Path] = typer.Option(None, "--per-row", help="Write per-row scores to this CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: score, rouge1, rouge2, rougeL, rows."),
 ) -> None:
@@ -134,7 +136,7 @@ def score(
     from dsum.data import read_examples, read_predictions, reference_map
     from dsum.metric import score_texts
 
-    result = score_texts(read_predictions(pred), reference_map(read_examples(gold, require_summary=True)), tokenizer)
+    result = score_texts(read_predictions(pred), reference_map(read_examples(gold, require_summary=True)), analyser)
     if per_row:
         import pandas as pd
 
@@ -145,7 +147,7 @@ def score(
         return
     print(
         f"score {result.score:.2f}  (ROUGE-1 {result.rouge1:.4f}  ROUGE-2 {result.rouge2:.4f}  "
-        f"ROUGE-L {result.rougeL:.4f}; {result.rows} rows, {tokenizer} tokens)"
+        f"ROUGE-L {result.rougeL:.4f}; {result.rows} rows, analyser {analyser})"
     )
 
 
@@ -153,7 +155,12 @@ def score(
 def train(
     config: Path = ConfigOption,
     set_: list[str] = SetOption,
-    resume: bool = typer.Option(False, "--resume", help="Continue the latest run of this config from its last checkpoint."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue this config's interrupted run (the unfinished one with the newest checkpoint)."
+    ),
+    resume_dir: Optional[Path] = typer.Option(
+        None, "--resume-dir", help="Continue this run directory from its last checkpoint (implies --resume)."
+    ),
     parent: Optional[str] = typer.Option(None, "--parent", help="The run this one changes (name under runs/ or a path): record.md shows the config diff."),
 ) -> None:
     """Fine-tune a seq2seq model; keep the best checkpoint by the board's score; write a test submission.
@@ -161,12 +168,16 @@ def train(
     Tracking (W&B, MLflow, TensorBoard) follows the config's tracking: section; every run gets a
     record.md. Several GPUs: torchrun --nproc_per_node 2 -m dsum train -c configs/kobart.yaml
 
+    A new run gets its own directory (runs/<name>, or <name>-2, -3 when taken). After a crash or
+    Ctrl-C, --resume continues the run of this config (runs/<name> or <name>-N) that did not finish
+    and has the newest checkpoint; --resume-dir runs/<name> names the run to continue.
+
     Example: dsum train -c configs/demo.yaml --parent demo
     """
     from dsum.train import train as run_training
 
     overrides = [*set_, f"general.parent={parent}"] if parent else set_
-    run_dir = run_training(_load(config, overrides), resume=resume)
+    run_dir = run_training(_load(config, overrides), resume=resume_dir or resume)
     print(f"run directory: {run_dir}")
 
 
@@ -287,26 +298,19 @@ def runs_list(
 ) -> None:
     """List runs (model, lr, batch, epochs, dev score, best epoch, finished/running/crashed); `compare` two.
 
+    `dsum llm summarize` runs are listed too: model api:<llm.model>, no training settings.
+
     Example: dsum runs --sort date
     """
     if ctx.invoked_subcommand is not None:
         return
-    from dsum.runs import list_runs, rows_as_dicts
+    from dsum.runs import list_runs, rows_as_dicts, runs_table
 
     rows = list_runs(runs_dir, sort)
     if as_json:
         print(json.dumps(rows_as_dicts(rows), ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"runs in {runs_dir}")
-    for column in ("name", "date", "model", "lr", "batch", "epochs", "dev score", "best epoch", "status"):
-        table.add_column(column, justify="right" if column in ("lr", "batch", "epochs", "dev score", "best epoch") else "left")
-    styles = {"finished": "green", "running": "cyan", "running?": "cyan", "failed": "red", "crashed": "red"}
-    for r in rows:
-        values = (r.learning_rate, r.batch_size, r.epochs, r.best_epoch)
-        lr, batch, epochs, best = ("-" if v is None else f"{v:g}" for v in values)
-        score = "-" if r.score is None else f"{r.score:.2f}"
-        table.add_row(r.name, r.date, r.model, lr, batch, epochs, score, best, f"[{styles.get(r.status, '')}]{r.status}[/]")
-    console.print(table)
+    console.print(runs_table(rows, title=f"runs in {runs_dir}"))
 
 
 @runs_app.command("compare")
@@ -356,7 +360,7 @@ def doctor(config: Path = ConfigOption, set_: list[str] = SetOption) -> None:
     for column in ("", "check", "detail"):
         table.add_column(column)
     for check in checks:
-        table.add_row(marks[check.level], check.name, check.detail)
+        table.add_row(marks[check.level], check.name, escape(check.detail))
     console.print(table)
     if has_failures(checks):
         raise typer.Exit(1)

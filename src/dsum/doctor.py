@@ -37,6 +37,7 @@ def run_checks(cfg: Config, source: str = "config") -> list[Check]:
         check_gpu(cfg.training.precision),
         check_data(cfg),
         check_model(cfg.model),
+        check_tokenizer(cfg),
         check_tracking(cfg),
         check_disk(cfg),
         check_analyser(cfg.metric.tokenizer),
@@ -106,6 +107,66 @@ def check_model(model: ModelConfig) -> Check:
     except Exception as exc:  # offline, DNS, timeout, proxy: all mean "cannot download from here"
         return Check("model", FAIL, f"{model.name} is not cached and the hub is unreachable ({type(exc).__name__})")
     return Check("model", OK, f"{model.name} reachable on the hub (downloaded at the first run)")
+
+
+def check_tokenizer(cfg: Config) -> Check:
+    """The tokenizer loads, and one dev example framed as the model will see it: ids and pieces.
+
+    ✗ when the labels would not end in eos (the model would never learn to stop), when a `#…#` token
+    is split into pieces, or when a configured length is beyond the model's positions.
+    """
+    from dsum.data import read_examples
+    from dsum.modeling import check_lengths, load_model_and_tokenizer, load_model_config
+    from dsum.text import special_tokens_for
+    from dsum.tokenization import add_data_tokens, encode_labels, encode_sources, framing_for, load_tokenizer, split_data_tokens
+
+    try:
+        examples = read_examples(cfg.data.dev, require_summary=True)
+        model_config = load_model_config(cfg.model)
+        check_lengths(cfg.model, cfg.generation.max_new_tokens, model_config)
+        texts = [ex.dialogue for ex in examples] + [ex.summaries[0] for ex in examples]
+        specials = special_tokens_for(texts)
+        if cfg.model.tiny is not None:
+            train = [t for path in cfg.data.train for ex in read_examples(path, require_summary=True) for t in (ex.dialogue, ex.summaries[0])]
+            model, tokenizer = load_model_and_tokenizer(cfg.model, specials, train)
+            model_config = model.config
+        else:
+            tokenizer = load_tokenizer(cfg.model.name)
+            add_data_tokens(tokenizer, specials)
+        framing = framing_for(model_config, tokenizer)
+    except UserError as exc:
+        return Check("tokenizer", FAIL, str(exc))
+    example = examples[0]
+    sources, _ = encode_sources(tokenizer, framing, [example.dialogue], cfg.model.max_source_length)
+    labels, _ = encode_labels(tokenizer, framing, [example.summaries[0]], cfg.model.max_target_length)
+    source, label = sources[0], labels[0]
+
+    def shown(ids: list[int], head: int, tail: int = 0) -> str:
+        cut = ids if len(ids) <= head + tail else [*ids[:head], None, *ids[len(ids) - tail :]]
+        pieces = ["…" if i is None else readable_piece(tokenizer, i) for i in cut]
+        numbers = ["…" if i is None else str(i) for i in cut]
+        return f"ids [{' '.join(numbers)}] pieces [{' '.join(pieces)}] ({len(ids)} ids)"
+
+    detail = (
+        f"{type(tokenizer).__name__}, {len(tokenizer)} tokens; {framing.describe(tokenizer)}\n"
+        f"{example.fname} dialogue: {shown(source, 12, 3)}\n"
+        f"{example.fname} summary: {shown(label, 16, 3)}"
+    )
+    split = split_data_tokens(tokenizer, specials)
+    if split:
+        return Check("tokenizer", FAIL, f"{detail}\n#…# tokens split into pieces: {', '.join(split)}")
+    if not label or label[-1] != tokenizer.eos_token_id:
+        return Check("tokenizer", FAIL, f"{detail}\nlabels do not end in eos ({tokenizer.eos_token}): the model would never learn to stop")
+    return Check("tokenizer", OK, detail)
+
+
+def readable_piece(tokenizer, token_id: int) -> str:
+    """A token as text, a leading space shown as `▁` (byte-level pieces such as pko-t5's `ìķĪëħķ` decoded)."""
+    token = tokenizer.convert_ids_to_tokens(token_id)
+    if "▁" in token or token_id in tokenizer.all_special_ids or token in tokenizer.get_added_vocab():
+        return token  # SentencePiece-style pieces and added tokens read as they are
+    text = tokenizer.convert_tokens_to_string([token])
+    return "▁" + text[1:] if text.startswith(" ") else text
 
 
 def cached_config(name: str) -> Path | None:
@@ -197,10 +258,10 @@ def check_analyser(name: str) -> Check:
     """The morpheme analyser of the board's metric imports and splits a Korean greeting."""
     if name == "whitespace":
         return Check("analyser", WARN, "metric.tokenizer=whitespace: scores will not match the board (mecab)")
-    from dsum.metric import get_tokenizer
+    from dsum.metric import get_analyser
 
     try:
-        morphs = get_tokenizer(name)("안녕하세요")
+        morphs = get_analyser(name)("안녕하세요")
     except Exception as exc:  # missing package or dictionary: the message says which
         return Check("analyser", FAIL, f"{name}: {type(exc).__name__}: {exc}")
     if not morphs:

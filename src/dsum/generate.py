@@ -20,23 +20,17 @@ The self-attention cache is reordered as usual; outputs are the same (tests/test
 from __future__ import annotations
 
 import functools
-import re
 from typing import Sequence
 
 import torch
 
 from dsum.config import GenerationConfig
-from dsum.modeling import MODEL_SPECIAL_STRINGS
+from dsum.precision import autocast
+from dsum.tokenization import SummaryDecoder, encode_sources, framing_for
 
-_SPECIAL_RE = re.compile("|".join(re.escape(s) for s in MODEL_SPECIAL_STRINGS))
 # A token-budget batch holds at most this many times batch_size rows: the decoder's self-attention
 # cache and each step's logits (rows × beams × vocab) grow with the row count, not the source length.
 MAX_BATCH_GROWTH = 4
-
-
-def clean_summary(text: str) -> str:
-    """Drop model special strings (<s>, </s>, <pad>, <usr>, ...) and collapse whitespace."""
-    return " ".join(_SPECIAL_RE.sub(" ", text).split())
 
 
 def generation_kwargs(gen: GenerationConfig) -> dict:
@@ -104,16 +98,21 @@ def generate_summaries(
     gen: GenerationConfig,
     batch_size: int,
     max_source_length: int,
+    precision: str = "fp32",
     progress: bool = True,
-) -> list[str]:
+    shard: tuple[int, int] = (0, 1),
+) -> list[str | None]:
     """Summaries for `dialogues`, in their order, generated in length-sorted batches.
 
+    The one generator: evaluation inside training, dsum predict and dsum tune all call it.
     Batches are token-budget batches when gen.batch_by_tokens is set (see length_batches).
+    shard=(rank, world): generate only every world-th batch from rank on (None for the other rows):
+    the batches are the ones one process would form, so the summaries are the same too.
     """
     from tqdm.auto import tqdm
 
-    results: list[str] = [""] * len(dialogues)
-    steps = iter_generate(model, tokenizer, dialogues, gen, batch_size, max_source_length)
+    results: list[str | None] = [None] * len(dialogues)
+    steps = iter_generate(model, tokenizer, dialogues, gen, batch_size, max_source_length, precision, shard)
     n_batches = next(steps)
     for batch, texts in tqdm(steps, total=n_batches, desc="generate", unit="batch", disable=not progress):
         for index, text in zip(batch, texts):
@@ -121,20 +120,30 @@ def generate_summaries(
     return results
 
 
-def iter_generate(model, tokenizer, dialogues: Sequence[str], gen: GenerationConfig, batch_size: int, max_source_length: int):
+def iter_generate(
+    model, tokenizer, dialogues: Sequence[str], gen: GenerationConfig, batch_size: int, max_source_length: int,
+    precision: str = "fp32", shard: tuple[int, int] = (0, 1),
+):
     """generate_summaries one batch at a time: yields the number of batches, then (indices, summaries) per batch.
 
     The first next() does the tokenizing and batching; each later one generates one batch.
     """
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    encoded = tokenizer(list(dialogues), truncation=True, max_length=max_source_length)["input_ids"]
+    framing = framing_for(model.config, tokenizer)
+    decode = SummaryDecoder(tokenizer, framing)
+    encoded, _ = encode_sources(tokenizer, framing, dialogues, max_source_length)
     batches = length_batches([len(ids) for ids in encoded], batch_size, max_source_length, gen.batch_by_tokens)
+    rank, world = shard
+    batches = batches[rank::world]
     yield len(batches)
     kwargs = generation_kwargs(gen)
-    for batch in batches:
-        with torch.inference_mode():
-            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-            output = model.generate(**inputs, **kwargs, **beam_search_cache(model, gen))  # a fresh cache per call
-        texts = tokenizer.batch_decode(output, skip_special_tokens=False)
-        yield batch, [clean_summary(text) for text in texts]
+    try:
+        for batch in batches:
+            with torch.inference_mode(), autocast(precision, device):
+                inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
+                output = model.generate(**inputs, **kwargs, **beam_search_cache(model, gen))  # a fresh cache per call
+            yield batch, decode(output.tolist())
+    finally:
+        model.train(was_training)  # evaluation inside training hands the model back in training mode

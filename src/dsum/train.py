@@ -1,16 +1,19 @@
 """Fine-tune a seq2seq summarizer from a config: one readable path from the YAML to runs/<name>/.
 
+    train(cfg) = checks → load_data → claim the run directory → model + features → build_trainer → finish_run
+
 Compared with the organiser baseline: examples are padded per batch (not to the split's longest),
 batches are grouped by length, pad positions are -100 in the labels so they never reach the loss,
-every special token of the data is added, and the kept checkpoint is the best by the board's
-ROUGE on dev, not by loss.
+labels end in eos (KoBART's tokenizer adds none), every special token of the data is added, and
+the kept checkpoint is the best by the board's ROUGE on dev, computed by the same generator as
+`dsum predict` at the same precision, so metrics.json and `dsum predict` agree.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,47 +21,52 @@ from typing import Sequence
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback
 
-from dsum.atomic import atomic_write_text, write_json
+from dsum.atomic import write_json
 from dsum.config import Config
-from dsum.data import Example, file_sha256, read_examples, reference_map
+from dsum.data import Example, read_examples, reference_map
 from dsum.errors import UserError
-from dsum.generate import clean_summary, generation_kwargs
+from dsum.generate import generate_summaries, generation_kwargs
 from dsum.metric import score_texts
-from dsum.modeling import load_model_and_tokenizer
-from dsum.rundir import choose_run_dir, environment_record
-from dsum.tracking import Tracker, redact, start_tracker
+from dsum.modeling import check_lengths, load_model_and_tokenizer, load_model_config
+from dsum.precision import resolve_precision
+from dsum.rundir import claim_run_dir, mark_status, write_run_files
 from dsum.text import Normalizer, normalizer_from_config, special_tokens_for
+from dsum.tokenization import Features, encode_sources, framing_for, tokenize_examples
+from dsum.tracking import Tracker, start_tracker
 
-log = logging.getLogger("dsum.train")
+# The board score runs 0-100; early_stopping_threshold is given on ROUGE's 0-1 scale, as the
+# organiser's baseline gives it (0.001 there = 0.1 board points here).
+SCORE_SCALE = 100
 
 
 @dataclass
-class Features:
-    rows: list[dict]
-    truncated_sources: int
-    truncated_targets: int
+class TrainData:
+    """The examples of a run and their texts as the model sees them (cleaned when data.clean is on)."""
+
+    train: list[Example]
+    dev: list[Example]
+    train_sources: list[str]
+    train_targets: list[str]
+    dev_sources: list[str]
+    normalizer: Normalizer | None
+    special_tokens: list[str]
 
 
 def clean_texts(texts: Sequence[str], normalizer: Normalizer | None) -> list[str]:
     return [normalizer(t) for t in texts] if normalizer else list(texts)
 
 
-def tokenize_examples(tokenizer, sources: Sequence[str], targets: Sequence[str], max_source: int, max_target: int):
-    """input_ids/attention_mask/labels per example (no padding: the collator pads per batch)."""
-    full_src = tokenizer(list(sources))["input_ids"]
-    full_tgt = tokenizer(text_target=list(targets))["input_ids"]
-    enc = tokenizer(list(sources), truncation=True, max_length=max_source)
-    labels = tokenizer(text_target=list(targets), truncation=True, max_length=max_target)["input_ids"]
-    rows = [
-        {"input_ids": ids, "attention_mask": mask, "labels": lab}
-        for ids, mask, lab in zip(enc["input_ids"], enc["attention_mask"], labels)
-    ]
-    return Features(
-        rows=rows,
-        truncated_sources=sum(len(ids) > max_source for ids in full_src),
-        truncated_targets=sum(len(ids) > max_target for ids in full_tgt),
-    )
+def load_data(cfg: Config) -> TrainData:
+    normalizer = normalizer_from_config(cfg.data)
+    train_examples = [ex for path in cfg.data.train for ex in read_examples(path, require_summary=True)]
+    dev_examples = read_examples(cfg.data.dev, require_summary=True)
+    train_sources = clean_texts([ex.dialogue for ex in train_examples], normalizer)
+    train_targets = clean_texts([ex.summaries[0] for ex in train_examples], normalizer)
+    dev_sources = clean_texts([ex.dialogue for ex in dev_examples], normalizer)
+    specials = special_tokens_for(train_sources + train_targets + dev_sources)
+    return TrainData(train_examples, dev_examples, train_sources, train_targets, dev_sources, normalizer, specials)
 
 
 def make_collator(tokenizer, model):
@@ -70,121 +78,150 @@ def make_collator(tokenizer, model):
     return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=multiple)
 
 
-def resolve_precision(requested: str) -> str:
-    """auto → bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU; refuse fp16/bf16 without a GPU."""
-    has_gpu = torch.cuda.is_available()
-    if requested == "auto":
-        if not has_gpu:
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if requested in ("fp16", "bf16") and not has_gpu:
-        raise UserError(
-            f"training.precision={requested} needs a CUDA GPU and none is visible; "
-            "use --set training.precision=auto (fp32 on CPU) or run on a GPU machine"
-        )
-    if requested == "bf16" and not torch.cuda.is_bf16_supported():
-        raise UserError("this GPU does not support bf16; use --set training.precision=fp16 (or auto)")
-    return requested
+def rdrop_loss(model, inputs: dict, alpha: float, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
+    """R-Drop: two forward passes with different dropout; CE of both plus alpha × symmetric KL.
 
-
-def rdrop_loss(model, inputs: dict, alpha: float, label_smoothing: float) -> torch.Tensor:
-    """R-Drop: two forward passes with different dropout; CE of both plus alpha × symmetric KL."""
+    Summed over label tokens and divided by num_items_in_batch (the label tokens of the whole
+    accumulated batch) when the Trainer gives it: the Trainer then treats the loss as already scaled
+    for gradient accumulation. Without it, a mean over this batch's tokens (the Trainer divides).
+    """
     labels = inputs["labels"]
     first = model(**inputs).logits
     second = model(**inputs).logits
     mask = labels.ne(-100)
     ce = sum(
-        F.cross_entropy(logits[mask], labels[mask], label_smoothing=label_smoothing) for logits in (first, second)
+        F.cross_entropy(logits[mask], labels[mask], label_smoothing=label_smoothing, reduction="sum")
+        for logits in (first, second)
     ) / 2
     p, q = F.log_softmax(first[mask], dim=-1), F.log_softmax(second[mask], dim=-1)
-    kl = (F.kl_div(p, q, log_target=True, reduction="batchmean") + F.kl_div(q, p, log_target=True, reduction="batchmean")) / 2
-    return ce + alpha * kl
+    kl = (F.kl_div(p, q, log_target=True, reduction="sum") + F.kl_div(q, p, log_target=True, reduction="sum")) / 2
+    tokens = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+    return (ce + alpha * kl) / tokens
 
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def shared_run_dir(cfg: Config, resume: bool) -> Path:
-    """Every process of a torchrun job must write to the one directory rank 0 chose."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return choose_run_dir(cfg, resume)
+def init_distributed() -> None:
+    """Join the torchrun job: each rank takes its own GPU before the first collective.
+
+    NCCL binds a communicator to the current device, so set_device must come first or every rank
+    lands on cuda:0.
+    """
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    chosen = [choose_run_dir(cfg, resume) if dist.get_rank() == 0 else None]
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl")
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def shared_run_dir(cfg: Config, resume: bool | Path) -> Path:
+    """Every process of a torchrun job must write to the one directory rank 0 claimed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return claim_run_dir(cfg, resume)
+    import torch.distributed as dist
+
+    init_distributed()
+    chosen = [claim_run_dir(cfg, resume) if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(chosen, src=0)
     return chosen[0]
 
 
-def train(cfg: Config, resume: bool = False, callbacks: Sequence = ()) -> Path:
-    """Train, keep the best checkpoint by the board's score, score dev, write a test submission.
+class DevEvaluation:
+    """Dev board score of the model being trained, by the generator `dsum predict` uses, at training's precision."""
 
-    `callbacks` are extra TrainerCallbacks (dsum tune adds its Optuna pruning callback).
-    """
-    from transformers import (
-        EarlyStoppingCallback,
-        Seq2SeqTrainer,
-        Seq2SeqTrainingArguments,
-        TrainerCallback,
-    )
+    def __init__(self, cfg: Config, tokenizer, data: TrainData, precision: str):
+        self.cfg, self.tokenizer, self.precision = cfg, tokenizer, precision
+        self.fnames = [ex.fname for ex in data.dev]
+        self.sources = data.dev_sources
+        self.references = reference_map(data.dev)
 
-    from dsum.record import resolve_parent, write_record
-    from dsum.runs import mark_status
-
-    precision = resolve_precision(cfg.training.precision)
-    parent_dir = resolve_parent(cfg)  # an unknown parent fails before any work
-    normalizer = normalizer_from_config(cfg.data)
-    train_examples = [ex for path in cfg.data.train for ex in read_examples(path, require_summary=True)]
-    dev_examples = read_examples(cfg.data.dev, require_summary=True)
-    run_dir = shared_run_dir(cfg, resume)
-    main = is_main_process()
-    if resume and not any(run_dir.glob("checkpoints/checkpoint-*")):
-        raise UserError(f"--resume: no checkpoint under {run_dir}/checkpoints; start without --resume")
-
-    train_sources = clean_texts([ex.dialogue for ex in train_examples], normalizer)
-    train_targets = clean_texts([ex.summaries[0] for ex in train_examples], normalizer)
-    dev_sources = clean_texts([ex.dialogue for ex in dev_examples], normalizer)
-    dev_targets = clean_texts([ex.summaries[0] for ex in dev_examples], normalizer)
-    special_tokens = special_tokens_for(train_sources + train_targets + dev_sources)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, special_tokens, train_texts=train_sources + train_targets)
-    # max_length=None: the model config's default of 20 would otherwise cap eval generation (#10032).
-    model.generation_config.update(max_length=None, **generation_kwargs(cfg.generation))
-
-    m = cfg.model
-    train_features = tokenize_examples(tokenizer, train_sources, train_targets, m.max_source_length, m.max_target_length)
-    dev_features = tokenize_examples(tokenizer, dev_sources, dev_targets, m.max_source_length, m.max_target_length)
-    # Dev sorted by length: each eval batch pads to its own longest dialogue (sequential sampler keeps order).
-    dev_order = sorted(range(len(dev_examples)), key=lambda i: len(dev_features.rows[i]["input_ids"]), reverse=True)
-    dev_rows = [dev_features.rows[i] for i in dev_order]
-    dev_fnames = [dev_examples[i].fname for i in dev_order]
-    references = reference_map(dev_examples)
-    if main:
-        print(
-            f"data: {len(train_examples)} train / {len(dev_examples)} dev examples; "
-            f"truncated to {m.max_source_length}/{m.max_target_length} tokens: "
-            f"{train_features.truncated_sources} train dialogues, {train_features.truncated_targets} train summaries, "
-            f"{dev_features.truncated_sources} dev dialogues; {len(special_tokens)} special tokens"
+    def __call__(self, model) -> dict[str, float]:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        # Each rank generates its share of predict's own batches: the same summaries as dsum predict.
+        texts = generate_summaries(
+            model, self.tokenizer, self.sources, self.cfg.generation, self.cfg.training.eval_batch_size,
+            self.cfg.model.max_source_length, self.precision, progress=False, shard=(rank, world),
         )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        mark_status(run_dir, "running")
-        atomic_write_text(run_dir / "config.yaml", redact(cfg.to_yaml()))
-        hashes = {str(p): file_sha256(p) for p in [*cfg.data.train, cfg.data.dev, cfg.data.test] if Path(p).exists()}
-        write_json(run_dir / "environment.json", redact(environment_record(hashes)))
+        found = {fname: text for fname, text in zip(self.fnames, texts) if text is not None}
+        if world > 1:
+            import torch.distributed as dist
 
-    def compute_metrics(eval_pred) -> dict[str, float]:
-        ids = eval_pred.predictions
-        ids = ids[0] if isinstance(ids, tuple) else ids
-        ids = torch.as_tensor(ids)
-        ids = torch.where(ids == -100, tokenizer.pad_token_id, ids)  # -100 crashes decode (transformers#22634)
-        texts = [clean_summary(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=False)]
-        result = score_texts(dict(zip(dev_fnames, texts)), references, tokenizer=cfg.metric.tokenizer)
+            shares = [None] * world
+            dist.all_gather_object(shares, found)
+            found = {k: v for share in shares for k, v in share.items()}
+        result = score_texts(found, self.references, analyser=self.cfg.metric.tokenizer)
         return {"board_score": result.score, "rouge1": result.rouge1, "rouge2": result.rouge2, "rougeL": result.rougeL}
+
+
+class DsumTrainer(Trainer):
+    """The Trainer with dsum's evaluation (generation + the board's score) and optional R-Drop loss."""
+
+    def __init__(self, *args, dev_evaluation: DevEvaluation, rdrop_alpha: float = 0.0, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dev_evaluation = dev_evaluation
+        self.rdrop_alpha = rdrop_alpha
+        self.rdrop_label_smoothing = label_smoothing
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.rdrop_alpha > 0 and model.training:
+            if not self.model_accepts_loss_kwargs:
+                num_items_in_batch = None  # the Trainer divides by the accumulation steps itself
+            loss = rdrop_loss(model, inputs, self.rdrop_alpha, self.rdrop_label_smoothing, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does: DDP averages gradients
+            return loss
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        start = time.perf_counter()
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.dev_evaluation(self.model).items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 3)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+class JsonlLog(TrainerCallback):
+    """Every Trainer log line (loss, lr, eval scores) appended to train_log.jsonl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+
+class TrackerLog(TrainerCallback):
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.tracker.log(logs, state.global_step)
+
+
+def early_stopping(cfg: Config):
+    """EarlyStoppingCallback on the board score, its threshold taken from ROUGE's 0-1 scale to the score's 0-100."""
+    from transformers import EarlyStoppingCallback
+
+    t = cfg.training
+    return EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold * SCORE_SCALE)
+
+
+def training_arguments(cfg: Config, run_dir: Path, precision: str):
+    from transformers import TrainingArguments
 
     t = cfg.training
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    args = Seq2SeqTrainingArguments(
+    return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         learning_rate=t.learning_rate,
         per_device_train_batch_size=t.batch_size,
@@ -209,55 +246,104 @@ def train(cfg: Config, resume: bool = False, callbacks: Sequence = ()) -> Path:
         load_best_model_at_end=True,
         metric_for_best_model="board_score",
         greater_is_better=True,
-        predict_with_generate=True,
         train_sampling_strategy="group_by_length",
         report_to=[],
-        disable_tqdm=not main,
+        disable_tqdm=not is_main_process(),
         dataloader_pin_memory=torch.cuda.is_available(),
         ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
     )
 
-    class JsonlLog(TrainerCallback):
-        """Every Trainer log line (loss, lr, eval scores) appended to train_log.jsonl."""
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                with open(run_dir / "train_log.jsonl", "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
-
-    class DsumTrainer(Seq2SeqTrainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if t.rdrop_alpha > 0 and model.training:
-                return rdrop_loss(model, inputs, t.rdrop_alpha, t.label_smoothing)
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    tracker = start_tracker(cfg, run_dir) if main else Tracker(cfg, run_dir, run_dir.name)
-
-    class TrackerLog(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                tracker.log(logs, state.global_step)
-
-    trainer_callbacks = [JsonlLog(), TrackerLog(), *callbacks]
-    if t.early_stopping_patience:
-        trainer_callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
-    trainer = DsumTrainer(
+def build_trainer(
+    cfg: Config, run_dir: Path, model, tokenizer, features: Features, data: TrainData, precision: str,
+    tracker: Tracker, callbacks: Sequence = (),
+) -> DsumTrainer:
+    trainer_callbacks = [JsonlLog(run_dir / "train_log.jsonl"), TrackerLog(tracker), *callbacks]
+    if cfg.training.early_stopping_patience:
+        trainer_callbacks.append(early_stopping(cfg))
+    return DsumTrainer(
         model=model,
-        args=args,
-        train_dataset=train_features.rows,
-        eval_dataset=dev_rows,
+        args=training_arguments(cfg, run_dir, precision),
+        train_dataset=features.rows,
+        eval_dataset=data.dev,  # evaluation generates from the dev texts (DevEvaluation); the Trainer only checks it is set
         data_collator=make_collator(tokenizer, model),
         processing_class=tokenizer,
-        compute_metrics=compute_metrics,
         callbacks=trainer_callbacks,
+        dev_evaluation=DevEvaluation(cfg, tokenizer, data, precision),
+        rdrop_alpha=cfg.training.rdrop_alpha,
+        label_smoothing=cfg.training.label_smoothing,
     )
-    if main and not resume:
-        (run_dir / "train_log.jsonl").unlink(missing_ok=True)
+
+
+def last_checkpoint_step(run_dir: Path) -> int | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_dir / "checkpoints"
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    return int(last.rsplit("-", 1)[-1]) if last else None
+
+
+def trim_log(path: Path, step: int) -> int:
+    """Drop train_log.jsonl lines logged after `step` (the checkpoint a resume restarts from); returns how many."""
+    if not path.is_file():
+        return 0
+    from dsum.atomic import atomic_write_text
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
+
+
+def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) -> Path:
+    """Train, keep the best checkpoint by the board's score, score dev, write a test submission.
+
+    `resume`: True continues this config's newest run that did not finish; a path names the run.
+    `callbacks` are extra TrainerCallbacks (dsum tune adds its Optuna pruning callback).
+    """
+    from dsum.record import resolve_parent
+
+    # Everything a user can get wrong is refused here, before the run directory or the model exists.
+    model_config = load_model_config(cfg.model)
+    check_lengths(cfg.model, cfg.generation.max_new_tokens, model_config)
+    precision = resolve_precision(cfg.training.precision, model_config.model_type)
+    parent_dir = resolve_parent(cfg)
+    data = load_data(cfg)
+
+    run_dir = shared_run_dir(cfg, resume)
+    main = is_main_process()
+    tracker = Tracker(cfg, run_dir, run_dir.name)
     try:
+        model, tokenizer = load_model_and_tokenizer(cfg.model, data.special_tokens, data.train_sources + data.train_targets)
+        # max_length=None: the model config's default of 20 would otherwise cap generation (#10032).
+        model.generation_config.update(max_length=None, **generation_kwargs(cfg.generation))
+        m = cfg.model
+        framing = framing_for(model.config, tokenizer)
+        features = tokenize_examples(tokenizer, framing, data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
+        _, dev_cut = encode_sources(tokenizer, framing, data.dev_sources, m.max_source_length)
+        if main:
+            print(
+                f"data: {len(data.train)} train / {len(data.dev)} dev examples; "
+                f"truncated to {m.max_source_length}/{m.max_target_length} tokens: "
+                f"{features.truncated_sources} train dialogues, {features.truncated_targets} train summaries, "
+                f"{dev_cut} dev dialogues; {len(data.special_tokens)} special tokens; {framing.describe(tokenizer)}"
+            )
+            write_run_files(run_dir, cfg, [*cfg.data.train, cfg.data.dev, cfg.data.test])
+            tracker = start_tracker(cfg, run_dir)
+        trainer = build_trainer(cfg, run_dir, model, tokenizer, features, data, precision, tracker, callbacks)
+        log = run_dir / "train_log.jsonl"
+        if resume:
+            step = last_checkpoint_step(run_dir)
+            if step is None:
+                raise UserError(f"--resume: no checkpoint under {run_dir}/checkpoints; start without --resume")
+            if main:
+                trim_log(log, step)
+        elif main:
+            log.unlink(missing_ok=True)
         trainer.train(resume_from_checkpoint=True if resume else None)
         if not main:
             return run_dir
-        metrics = finish_run(cfg, run_dir, trainer, tokenizer, dev_examples, normalizer)
+        metrics = finish_run(cfg, run_dir, trainer, tokenizer, data.normalizer)
     except BaseException:
         # A crash, a pruned trial or Ctrl-C: the tracker and `dsum runs` must not show it as running.
         if main:
@@ -265,15 +351,17 @@ def train(cfg: Config, resume: bool = False, callbacks: Sequence = ()) -> Path:
             mark_status(run_dir, "failed")
         raise
     metrics["truncated"] = {
-        "train_sources": train_features.truncated_sources,
-        "train_targets": train_features.truncated_targets,
-        "dev_sources": dev_features.truncated_sources,
+        "train_sources": features.truncated_sources,
+        "train_targets": features.truncated_targets,
+        "dev_sources": dev_cut,
     }
     write_json(run_dir / "metrics.json", metrics)
     tracker.log_predictions(pd.read_csv(run_dir / "dev_predictions.csv"))
     if cfg.tracking.log_model:
         tracker.log_model(run_dir / "checkpoint-best")
     tracker.finish({"dev": metrics["dev"], "best_epoch": metrics["best_epoch"], "train_runtime_s": metrics["train_runtime_s"]})
+    from dsum.record import write_record
+
     write_record(run_dir, cfg, metrics, parent_dir)
     mark_status(run_dir, "finished")
     return run_dir
@@ -284,7 +372,7 @@ def best_epoch(state) -> float | None:
     return max(evals, key=lambda h: h["eval_board_score"])["epoch"] if evals else None
 
 
-def finish_run(cfg: Config, run_dir: Path, trainer, tokenizer, dev_examples: list[Example], normalizer) -> dict:
+def finish_run(cfg: Config, run_dir: Path, trainer, tokenizer, normalizer) -> dict:
     """Save the best checkpoint, score it on dev (per-row scores saved), write the test submission."""
     from dsum.predict import predict_split
 

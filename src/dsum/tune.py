@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from dsum.atomic import atomic_write_text
-from dsum.config import Config, SearchParam, TuneConfig, validate_config
+from dsum.config import Config, SearchParam, TuneConfig, set_dotted, validate_config
 from dsum.errors import UserError
 
 # Stale-trial grace period, in heartbeats: long enough for a slow evaluation not to look dead.
@@ -124,13 +123,7 @@ def with_values(cfg: Config, values: dict[str, Any]) -> Config:
     """The config with dotted keys set; an invalid combination raises UserError (the trial fails)."""
     raw = cfg.model_dump(mode="json")
     for key, value in values.items():
-        *sections, name = key.split(".")
-        node = raw
-        for section in sections:
-            if not isinstance(node.get(section), dict):
-                raise UserError(f"tune.space: {key} is not a config key (no section {section!r}); see dsum config show")
-            node = node[section]
-        node[name] = value
+        set_dotted(raw, key, value, what="tune.space:", create=False)
     return validate_config(raw, source=f"trial values {values}")
 
 
@@ -174,7 +167,7 @@ class PruningCallback(TrainerCallback):
 
 
 def train_objective(cfg: Config):
-    from dsum.runs import mark_status
+    from dsum.rundir import mark_status
     from dsum.train import train
 
     t = tune_section(cfg)
@@ -204,18 +197,13 @@ def train_objective(cfg: Config):
 
 def decode_objective(cfg: Config):
     """Generation settings only: the checkpoint is loaded once and dev is generated per trial."""
-    import torch
-
     from dsum.data import read_examples, reference_map
-    from dsum.modeling import load_pretrained
-    from dsum.predict import summarize
     from dsum.metric import score_texts
+    from dsum.predict import load_for_inference, summarize
     from dsum.text import normalizer_from_config
 
     t = tune_section(cfg)
-    model, tokenizer = load_pretrained(t.checkpoint)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model, tokenizer = load_for_inference(t.checkpoint)
     examples = read_examples(cfg.data.dev, require_summary=True)
     references = reference_map(examples)
     normalizer = normalizer_from_config(cfg.data)
@@ -223,7 +211,7 @@ def decode_objective(cfg: Config):
     def objective(trial: optuna.Trial) -> float:
         trial_cfg = with_values(cfg, suggest(trial, t.space))
         predictions = summarize(trial_cfg, model, tokenizer, examples, normalizer)
-        score = score_texts(predictions, references, tokenizer=cfg.metric.tokenizer).to_dict()
+        score = score_texts(predictions, references, analyser=cfg.metric.tokenizer).to_dict()
         for part in ("score", "rouge1", "rouge2", "rougeL"):
             trial.set_user_attr(part, score[part])
         return score[t.objective]

@@ -1,7 +1,7 @@
 """The config's tokenizer, for token lengths, built or loaded exactly as `dsum train` would.
 
 A tiny model's tokenizer is trained on the cleaned training text with the special tokens the data
-holds (as dsum.train does); a hub name or folder is loaded from local files only, since the report
+holds (as dsum.train does); a hub name or folder is loaded through dsum.tokenization, from local files only, since the report
 must work offline. When it cannot be loaded, token lengths are skipped and the report says why.
 """
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from dsum.config import ModelConfig
 from dsum.text import special_tokens_for
+from dsum.tokenization import Framing, add_data_tokens, framing_for
+from dsum.tokenization import load_tokenizer as load_tokenizer_files
 
 
 @dataclass
@@ -24,54 +26,60 @@ class TokenizerInfo:
         return {"name": self.name, "available": self.available, "note": self.note}
 
 
+@dataclass
+class FramedTokenizer:
+    """The tokenizer with the framing dsum gives examples (the ids it adds around a dialogue or a summary)."""
+
+    tokenizer: object
+    framing: Framing
+
+
 def load_tokenizer(model_cfg: ModelConfig, train_texts: Sequence[str], other_texts: Sequence[str]):
-    """(tokenizer or None, TokenizerInfo). `train_texts` (cleaned train dialogues + summaries)
+    """(FramedTokenizer or None, TokenizerInfo). `train_texts` (cleaned train dialogues + summaries)
     train a tiny tokenizer; `other_texts` only add the special tokens they hold, as in training."""
+    from dsum.errors import UserError
+    from dsum.modeling import load_model_config, train_tokenizer
+
     specials = special_tokens_for([*train_texts, *other_texts])
     if model_cfg.tiny is not None:
-        from dsum.modeling import train_tokenizer
-
         if not train_texts:
             return None, TokenizerInfo("tiny", False, "no training text to train the tiny tokenizer on")
-        tokenizer = train_tokenizer(train_texts, model_cfg.tiny, specials)
+        tokenizer = train_tokenizer(train_texts, model_cfg.tiny)
+        add_data_tokens(tokenizer, specials)
         note = (
             f"tiny {model_cfg.tiny.architecture} tokenizer trained on the training split "
             f"(vocabulary {len(tokenizer)}), as `dsum train` builds it"
         )
-        return tokenizer, TokenizerInfo("tiny", True, note)
-
-    from transformers import AutoTokenizer
-
+        return FramedTokenizer(tokenizer, framing_for(load_model_config(model_cfg), tokenizer)), TokenizerInfo("tiny", True, note)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_cfg.name, local_files_only=True)
-    except (OSError, ValueError) as exc:  # not in the local cache / not a tokenizer folder
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        note = f"not loaded from local files ({reason}): token lengths and truncation shares are skipped"
+        # Local files only: the report must work offline.
+        tokenizer = load_tokenizer_files(model_cfg.name, local_only=True)
+        framing = framing_for(load_model_config(model_cfg, local_only=True), tokenizer)
+    except UserError as exc:
+        note = f"not loaded from local files ({exc}): token lengths and truncation shares are skipped"
         return None, TokenizerInfo(model_cfg.name, False, note)
-    missing = [t for t in specials if t not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_tokens(missing, special_tokens=True)
-    note = f"{model_cfg.name} from local files, with {len(specials)} special tokens"
-    return tokenizer, TokenizerInfo(model_cfg.name, True, note)
+    add_data_tokens(tokenizer, specials)
+    note = f"{model_cfg.name} from local files, with {len(specials)} special tokens; {framing.describe(tokenizer)}"
+    return FramedTokenizer(tokenizer, framing), TokenizerInfo(model_cfg.name, True, note)
 
 
-def token_lengths(tokenizer, texts: Sequence[str], target: bool = False,
+def token_lengths(framed: FramedTokenizer, texts: Sequence[str], target: bool = False,
                   advance: Callable[[int], None] = lambda n: None, batch: int = 1000) -> list[int]:
-    """Token counts with the special tokens the model adds (<s>, </s>), as truncation sees them.
+    """Token counts with the ids dsum's framing adds (<s>, </s>), as truncation sees them.
 
-    A fast tokenizer's Rust backend counts without building offsets or Python lists of ids (the
-    same counts: a target-side template differs from the source one in which tokens it adds, not
-    how many)."""
+    A fast tokenizer's Rust backend counts without building offsets or Python lists of ids."""
+    f = framed.framing
+    extra = len(f.label_suffix) if target else len(f.source_prefix) + len(f.source_suffix)
+    tokenizer = framed.tokenizer
     backend = tokenizer.backend_tokenizer if getattr(tokenizer, "is_fast", False) else None
     lengths: list[int] = []
     for start in range(0, len(texts), batch):
         chunk = list(texts[start : start + batch])
         if backend is not None:
             encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-            lengths += [len(encoding.ids) for encoding in encode(chunk, add_special_tokens=True)]
+            lengths += [len(encoding.ids) + extra for encoding in encode(chunk, add_special_tokens=False)]
         else:
             # verbose=False: no "longer than the maximum" warning; measuring that is the point.
-            key = "text_target" if target else "text"
-            lengths += [len(ids) for ids in tokenizer(**{key: chunk}, verbose=False)["input_ids"]]
+            lengths += [len(ids) + extra for ids in tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]]
         advance(len(chunk))
     return lengths
