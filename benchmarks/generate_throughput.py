@@ -18,7 +18,7 @@ settings: batch 32, num_beams 4, no_repeat_ngram_size 2, early_stopping, max_len
     transformers (its outputs then change with the amount of padding).
   * dsum: generate_summaries (via iter_generate, its batch-by-batch form), as dsum predict runs
     it: each dialogue tokenized unpadded, batches sorted by length and padded to their own longest,
-    the original order restored, outputs cleaned by clean_summary. generation.max_new_tokens is
+    the original order restored, outputs decoded by dsum.tokenization.SummaryDecoder. generation.max_new_tokens is
     99: for an encoder-decoder, max_length counts the decoder start token, so max_length=100 is 99
     new tokens (the identical outputs confirm it). generation.batch_by_tokens is on, as by default:
     the sorted batches hold up to 32 × 512 source tokens at their longest (at most 128 dialogues),
@@ -64,9 +64,10 @@ the whole run. A loop's first step is its tokenization (and, for dsum, its sorti
 timed. After an untimed warm-up call the lock-step run is done --repeats times (default 2); the
 times of all repeats are summed.
 Outputs are compared twice: the generations (the organiser's decoded text put through dsum's
-clean_summary, so only the token ids can differ) and the texts as each loop returns them
+SummaryDecoder's clean-up, so only the token ids can differ) and the texts as each loop returns them
 (whitespace-normalised: the organiser leaves double spaces where it replaced tokens, and keeps
-<unk>/<mask>, which clean_summary drops). Every mismatch is counted and the first few shown.
+<unk>/<mask>, which SummaryDecoder drops). Both loops feed the model dsum's framed ids (`<s> dialogue
+</s>`): the comparison is of batching, not of framing. Every mismatch is counted and the first few shown.
 Batched float arithmetic is not bit-identical across batch shapes, so a near tie between two
 beams can rarely go the other way: at --vocab-size 2000 one generation of 499 (dev_434) differs
 from token 66 on; that dialogue alone, in a fixed sorted batch of 32, or in 512-padded batches of
@@ -90,10 +91,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from dsum.config import load_config
-from dsum.generate import clean_summary, generate_summaries, generation_kwargs, iter_generate, length_batches
+from dsum.generate import generate_summaries, generation_kwargs, iter_generate, length_batches
 from dsum.modeling import load_model_and_tokenizer
 from dsum.text import special_tokens_for
-from dsum.train import tokenize_examples
+from dsum.tokenization import SummaryDecoder, encode_labels, encode_sources, framing_for, tokenize_examples
 
 from common import REPO, load_data, report_load  # benchmarks/ is on sys.path when run as a script
 
@@ -143,7 +144,8 @@ def train_briefly(model, tokenizer, sources, targets, cfg, steps: int, batch_siz
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     m, t = cfg.model, cfg.training
-    rows = tokenize_examples(tokenizer, sources, targets, m.max_source_length, m.max_target_length).rows
+    framing = framing_for(model.config, tokenizer)
+    rows = tokenize_examples(tokenizer, framing, sources, targets, m.max_source_length, m.max_target_length).rows
     generator = torch.Generator().manual_seed(cfg.general.seed)
     sampler = LengthGroupedSampler(batch_size, lengths=[len(r["input_ids"]) for r in rows], generator=generator)
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
@@ -173,7 +175,9 @@ def organiser_steps(model, tokenizer, split, keep, gen_kwargs, batch_size, max_s
     step yields (indices into `keep`, texts, generated token counts) for one batch.
     """
     model.eval()
-    enc = tokenizer(split, padding=True, truncation=True, max_length=max_source, return_tensors="pt")
+    # The ids dsum's framing gives (`<s> dialogue </s>`), so both loops feed the model the same tokens.
+    framed, _ = encode_sources(tokenizer, framing_for(model.config, tokenizer), split, max_source)
+    enc = tokenizer.pad({"input_ids": framed}, padding=True, return_tensors="pt")
     rows = [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i]} for i in keep]
     loader = DataLoader(rows, batch_size=batch_size)  # sequential: file order
     yield len(loader), tuple(enc["input_ids"].shape)
@@ -278,7 +282,8 @@ def main() -> None:
     print(f"generating {n} dialogues, batch {args.batch_size}")
     print(f"  organiser ({mask_note}): {gen_kwargs}")
     print(f"  dsum: {generation_kwargs(cfg.generation)}, batch_by_tokens={cfg.generation.batch_by_tokens}")
-    lengths = [len(ids) for ids in tokenizer(dialogues, truncation=True, max_length=max_source)["input_ids"]]
+    framing = framing_for(model.config, tokenizer)
+    lengths = [len(ids) for ids in encode_sources(tokenizer, framing, dialogues, max_source)[0]]
     dsum_batches = length_batches(lengths, args.batch_size, max_source, cfg.generation.batch_by_tokens)
 
     # Untimed warm-up: the first generate call of a process pays one-off set-up costs.
@@ -324,14 +329,15 @@ def main() -> None:
         f"{sum(k >= cap for k in out_lengths)}/{n} reached the cap of {cap} new tokens; "
         f"{len(set(dsum.texts))} distinct summaries"
     )
-    ref = [len(ids) - 1 for ids in tokenizer(text_target=[targets[i] for i in keep])["input_ids"]]  # minus <s>
+    ref = [len(ids) for ids in encode_labels(tokenizer, framing, [targets[i] for i in keep], 10**6)[0]]
     organiser_longest = sorted(max(ref[i : i + args.batch_size]) for i in range(0, n, args.batch_size))
     dsum_longest = [max(ref[i] for i in batch) for batch in dsum_batches]
     print(
         f"reference summaries: mean {sum(ref) / n:.1f} tokens; longest per batch: organiser "
         f"{organiser_longest}, dsum {dsum_longest} (a real model stops a batch near its longest)"
     )
-    generation_diffs = show_mismatches("identical generations", [clean_summary(s) for s in organiser.texts], dsum.texts)
+    clean = SummaryDecoder(tokenizer, framing).clean
+    generation_diffs = show_mismatches("identical generations", [clean(s) for s in organiser.texts], dsum.texts)
     show_mismatches("identical texts as returned", [" ".join(s.split()) for s in organiser.texts], dsum.texts)
     if generation_diffs and args.organiser_no_mask:
         print("  (expected: without a mask the organiser's encoder attends to its padding; drop --organiser-no-mask)")

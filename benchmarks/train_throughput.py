@@ -16,7 +16,7 @@ B (default 50, the organiser's per_device_train_batch_size), E passes over the N
     under every vocabulary tried (the test split's longest dialogue alone is 704-1,169 tokens), so
     the organiser trains on 512/100 tensors; at 2,000 and 4,000 entries dev.csv's own longest
     are too (733/147 and 597/117 tokens), so this split pads to the same shape, which is printed.
-  * dsum: unpadded features from dsum.train.tokenize_examples, batches in the order transformers'
+  * dsum: unpadded features from dsum.tokenization.tokenize_examples, batches in the order transformers'
     LengthGroupedSampler gives (train_sampling_strategy="group_by_length"), padded per batch by
     dsum.train.make_collator (label_pad_token_id=-100, decoder inputs built from the labels).
     The Trainer's sampler sorts mega-batches of mega_batch_mult = min(rows // (4 × B), 50)
@@ -64,7 +64,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from dsum.config import load_config
 from dsum.modeling import load_model_and_tokenizer
 from dsum.text import special_tokens_for
-from dsum.train import make_collator, tokenize_examples
+from dsum.tokenization import encode_labels, encode_sources, framing_for, tokenize_examples
+from dsum.train import make_collator
 
 from common import REPO, load_data, report_load  # benchmarks/ is on sys.path when run as a script
 
@@ -91,15 +92,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def organiser_batches(tokenizer, sources, targets, keep, max_source, max_target, batch_size, seed):
+def organiser_batches(model_config, tokenizer, sources, targets, keep, max_source, max_target, batch_size, seed):
     """The whole split padded to its longest (at most 512/100) up front; pad ids stay in the labels; random order.
 
     Trains on the rows `keep` of the split (all by default); returns the loader and the padded shapes.
     """
-    enc = tokenizer(sources, padding=True, truncation=True, max_length=max_source, return_tensors="pt")
-    labels = tokenizer(
-        text_target=targets, padding=True, truncation=True, max_length=max_target, return_tensors="pt"
-    )["input_ids"]
+    # dsum's framed ids (`<s> dialogue </s>`, `summary </s>`), so both recipes train on the same tokens.
+    framing = framing_for(model_config, tokenizer)
+    enc = tokenizer.pad({"input_ids": encode_sources(tokenizer, framing, sources, max_source)[0]}, padding=True, return_tensors="pt")
+    labels = tokenizer.pad({"input_ids": encode_labels(tokenizer, framing, targets, max_target)[0]}, padding=True, return_tensors="pt")["input_ids"]
     rows = [
         {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
         for i in keep
@@ -131,7 +132,7 @@ class LengthGroupedOrder(torch.utils.data.Sampler):
 
 def dsum_batches(tokenizer, model, sources, targets, max_source, max_target, batch_size, seed, mega_batch_mult):
     """Unpadded rows, length-grouped order, padded per batch by dsum's collator (labels padded with -100)."""
-    rows = tokenize_examples(tokenizer, sources, targets, max_source, max_target).rows
+    rows = tokenize_examples(tokenizer, framing_for(model.config, tokenizer), sources, targets, max_source, max_target).rows
     order = LengthGroupedOrder([len(r["input_ids"]) for r in rows], batch_size, mega_batch_mult, seed)
     return DataLoader(rows, batch_size=batch_size, sampler=order, collate_fn=make_collator(tokenizer, model))
 
@@ -213,7 +214,7 @@ def main() -> None:
     keep = sorted(torch.randperm(len(sources), generator=torch.Generator().manual_seed(seed))[:n].tolist())
     m, t = cfg.model, cfg.training
     lengths = (m.max_source_length, m.max_target_length)
-    organiser_loader, padded = organiser_batches(tokenizer, sources, targets, keep, *lengths, args.batch_size, seed)
+    organiser_loader, padded = organiser_batches(base_model.config, tokenizer, sources, targets, keep, *lengths, args.batch_size, seed)
     sources, targets = [sources[i] for i in keep], [targets[i] for i in keep]
     print(
         f"model: tiny BART {sum(p.numel() for p in base_model.parameters()) / 1e6:.2f}M parameters; "

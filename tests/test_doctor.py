@@ -15,10 +15,12 @@ from dsum.doctor import (
     check_disk,
     check_gpu,
     check_model,
+    check_tokenizer,
     check_tracking,
     parameter_count,
 )
 from dsum.modeling import build_tiny_model, train_tokenizer
+from standins import KOBART, PKO_T5
 
 WIDE = {"COLUMNS": "250"}  # one table row per line
 
@@ -71,7 +73,7 @@ def test_data_errors_fail(tmp_path):
 def test_model_from_local_folder_and_unreachable_hub(tmp_path):
     cfg = load_config(REPO / "configs/demo.yaml", TINY)
     examples = read_examples(REPO / "data/sample/train.csv")
-    tokenizer = train_tokenizer([ex.dialogue for ex in examples], cfg.model.tiny, special_tokens=["#Person1#"])
+    tokenizer = train_tokenizer([ex.dialogue for ex in examples], cfg.model.tiny)
     model = build_tiny_model(cfg.model.tiny, tokenizer)
     model.save_pretrained(tmp_path / "local")
     local = load_config(REPO / "configs/kobart.yaml", [f"model.name={tmp_path / 'local'}"]).model
@@ -126,3 +128,42 @@ def test_analysers():
     kiwi = check_analyser("kiwi")
     assert kiwi.level == OK and "안녕" in kiwi.detail
     assert check_analyser("whitespace").level == WARN
+
+
+def _sample(*extra: str) -> list[str]:
+    sample = REPO / "data" / "sample"
+    return [f"data.train=[{sample / 'train.csv'}]", f"data.dev={sample / 'dev.csv'}", f"data.test={sample / 'test.csv'}",
+            f"data.sample_submission={sample / 'sample_submission.csv'}", "training.precision=auto", *extra]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "folder", "framing", "first_ids"),
+    [
+        ("kobart.yaml", KOBART, "bart: encoder `<s> dialogue </s>`, decoder starts with `</s>`", "ids [0 30000 257 14323 243"),
+        ("t5.yaml", PKO_T5, "t5: encoder `dialogue </s>`, decoder starts with `<pad>`", "ids [50358 27 222 449 13"),
+    ],
+    ids=["kobart", "pko-t5"],
+)
+def test_tokenizer_check_shows_the_framed_example(recipe, folder, framing, first_ids):
+    check = check_tokenizer(load_config(REPO / "configs" / recipe, _sample(f"model.name={folder}")))
+    assert check.level == OK, check.detail
+    assert framing in check.detail and "labels `summary </s>`" in check.detail
+    dialogue, summary = check.detail.splitlines()[1:3]
+    assert dialogue.startswith(f"dev_0 dialogue: {first_ids}") and "#Person1#" in dialogue
+    assert summary.startswith("dev_0 summary: ids [") and summary.split("] pieces")[0].endswith(" 1")  # eos id 1
+    assert summary.split("pieces [")[1].startswith("#Person1# ")
+
+
+def test_tokenizer_check_fails_without_eos_or_beyond_positions(tmp_path):
+    import json
+    import shutil
+
+    no_eos = tmp_path / "kobart-no-eos"
+    shutil.copytree(KOBART, no_eos)
+    specials = json.loads((no_eos / "special_tokens_map.json").read_text())
+    del specials["eos_token"]
+    (no_eos / "special_tokens_map.json").write_text(json.dumps(specials))
+    check = check_tokenizer(load_config(REPO / "configs/kobart.yaml", _sample(f"model.name={no_eos}")))
+    assert check.level == FAIL and "no eos token" in check.detail
+    check = check_tokenizer(load_config(REPO / "configs/kobart.yaml", _sample(f"model.name={KOBART}", "model.max_source_length=1100")))
+    assert check.level == FAIL and "1026 positions" in check.detail

@@ -158,3 +158,17 @@ def test_recipe_end_to_end_on_a_real_shaped_stand_in(tmp_path, recipe, source, d
             stopped += framing.eos in out[1:]
     print(f"{recipe}: {stopped}/{len(sources)} dev outputs end in eos before max_new_tokens")
     assert stopped > len(sources) // 2
+
+
+@pytest.mark.parametrize(("folder", "extra"), [(KOBART, 2), (PKO_T5, 1)], ids=["kobart", "pko-t5"])
+def test_eda_counts_tokens_as_training_frames_them(folder, extra):
+    from dsum.config import ModelConfig
+    from dsum.eda.tokens import load_tokenizer as eda_tokenizer
+    from dsum.eda.tokens import token_lengths
+
+    framed, info = eda_tokenizer(ModelConfig(name=str(folder)), [DIALOGUE, SUMMARY], [])
+    assert info.available, info.note
+    tokenizer, framing = real_tokenizer(folder)
+    plain = [len(ids) for ids in tokenizer([DIALOGUE], add_special_tokens=False)["input_ids"]]
+    assert token_lengths(framed, [DIALOGUE]) == [plain[0] + extra]  # <s> … </s> for KoBART, … </s> for T5
+    assert token_lengths(framed, [SUMMARY], target=True) == [len(encode_labels(tokenizer, framing, [SUMMARY], 100)[0][0])]

@@ -47,6 +47,20 @@ def trials(cfg) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=cfg.tune.study_name, storage=storage_url(cfg)).get_trials()
 
 
+def trial_states(db: Path) -> list[str]:
+    """The trials' states read through a read-only SQLite connection: Optuna's own storage would
+    create its tables and version row, racing the command that is creating them."""
+    import sqlite3
+
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            return [state for (state,) in connection.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:  # the tables are not there yet
+        return []
+
+
 def test_failed_and_pruned_trials_do_not_stop_the_study_and_a_rerun_continues(tmp_path):
     space = "{training.learning_rate: {type: float, low: 1.0e-9, high: 5.0e-3, log: true}, training.warmup_ratio: {type: float, low: 0.0, high: 1.5}}"
     extra = ("tune.n_trials=3", "tune.n_startup_trials=1", "tune.n_warmup_steps=0", f"tune.space={space}")
@@ -87,13 +101,8 @@ def test_killed_study_resumes_and_loses_only_the_running_trial(tmp_path):
     deadline = time.time() + 600
     # Kill -9 while trial 1 runs, once trial 0 is complete.
     while time.time() < deadline:
-        states = []
-        if (tmp_path / "runs" / "t" / "optuna.db").exists():  # never race the command to create it
-            try:
-                states = [t.state for t in trials(cfg)]
-            except KeyError:  # the file exists a moment before the study is in it
-                pass
-        if states[:1] == [TrialState.COMPLETE] and len(states) == 2:
+        states = trial_states(tmp_path / "runs" / "t" / "optuna.db")
+        if states[:1] == ["COMPLETE"] and len(states) == 2:
             break
         assert process.poll() is None, process.stderr.read()[-3000:]
         time.sleep(0.5)

@@ -89,12 +89,15 @@ class TrainingConfig(Section):
     gradient_accumulation_steps: int = Field(1, gt=0)
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    """auto = bf16 where the GPU supports it, else fp16 on a GPU, else fp32."""
+    """auto = bf16 where the GPU supports it, else fp16 on a GPU (fp32 for T5, which overflows in fp16), else fp32.
+    dsum predict and evaluation generate at the same precision."""
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     rdrop_alpha: float = Field(0.0, ge=0)
     """R-Drop weight (0 = off): KL between two dropout passes added to the loss."""
     early_stopping_patience: int | None = 3
     early_stopping_threshold: float = 0.001
+    """The smallest dev gain that counts as better, on ROUGE's 0-1 scale as the organiser's baseline gives it:
+    0.001 = 0.1 points of the 0-100 board score."""
     save_total_limit: int = Field(2, gt=0)
     eval_strategy: Literal["epoch", "steps"] = "epoch"
     eval_steps: int | None = None
@@ -111,7 +114,7 @@ class GenerationConfig(Section):
     """dsum predict: size the length-sorted batches by a token budget (eval_batch_size × max_source_length,
     at most 4 × eval_batch_size rows), so short dialogues go in bigger batches; same outputs (bar float
     rounding in a rare near-tie of beams), same peak encoder memory. False = fixed batches of
-    eval_batch_size. (Evaluation inside training keeps its own.)"""
+    eval_batch_size. Evaluation inside training uses the same generator and batches."""
 
 
 class MetricConfig(Section):

@@ -26,7 +26,6 @@ from transformers import Trainer, TrainerCallback
 from dsum.atomic import write_json
 from dsum.config import Config
 from dsum.data import Example, read_examples, reference_map
-from dsum.errors import UserError
 from dsum.generate import generate_summaries, generation_kwargs
 from dsum.metric import score_texts
 from dsum.modeling import check_lengths, load_model_and_tokenizer, load_model_config
@@ -332,12 +331,8 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
             tracker = start_tracker(cfg, run_dir)
         trainer = build_trainer(cfg, run_dir, model, tokenizer, features, data, precision, tracker, callbacks)
         log = run_dir / "train_log.jsonl"
-        if resume:
-            step = last_checkpoint_step(run_dir)
-            if step is None:
-                raise UserError(f"--resume: no checkpoint under {run_dir}/checkpoints; start without --resume")
-            if main:
-                trim_log(log, step)
+        if main and resume:
+            trim_log(log, last_checkpoint_step(run_dir))  # claim_run_dir made sure a checkpoint exists
         elif main:
             log.unlink(missing_ok=True)
         trainer.train(resume_from_checkpoint=True if resume else None)
