@@ -19,21 +19,17 @@ from dsum.errors import UserError
 from dsum.record import resolve_parent, write_record
 from dsum.rundir import mark_status
 from dsum.runs import compare_runs, list_runs, run_status
-
-
-def _sets(overrides: list[str]) -> list[str]:
-    return sum([["--set", o] for o in overrides], [])
+from dsum.train import train
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     """Two finished runs: demo (lr 0.003) and demo-2 (lr 0.001, parent demo)."""
     root = tmp_path_factory.mktemp("two_runs")
-    first = run_dsum("train", "-c", "configs/demo.yaml", *_sets(tiny_overrides(root)))
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = run_dsum("train", "-c", "configs/demo.yaml", *_sets(tiny_overrides(
-        root, "training.learning_rate=0.001", "general.parent=demo", "general.notes=lower learning rate")))
-    assert second.returncode == 0, second.stderr[-3000:]
+    demo = REPO / "configs/demo.yaml"
+    assert train(load_config(demo, tiny_overrides(root))).name == "demo"
+    child = tiny_overrides(root, "training.learning_rate=0.001", "general.parent=demo", "general.notes=lower learning rate")
+    assert train(load_config(demo, child)).name == "demo-2"
     return root / "runs"
 
 

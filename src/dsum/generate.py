@@ -1,4 +1,7 @@
-"""Batched generation sorted by length, and the clean-up of decoded summaries.
+"""The one generator: batched generation sorted by length, used by training's evaluation, predict and tune.
+
+Dialogues are framed by dsum.tokenization and outputs decoded by its SummaryDecoder (cut at eos,
+control tokens dropped), at the precision training used (bf16/fp16 autocast on a GPU).
 
 Sorting by length means each batch pads only to its own longest dialogue; the original order is
 restored before returning, so outputs equal those of an unsorted loop.

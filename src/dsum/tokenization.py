@@ -111,7 +111,11 @@ class Framing:
     pad: int
 
     def describe(self, tokenizer) -> str:
-        tokens = lambda ids: " ".join(tokenizer.convert_ids_to_tokens(list(ids)))  # noqa: E731
+        """e.g. bart: encoder `<s> dialogue </s>`, decoder starts with `</s>`, labels `summary </s>`"""
+
+        def tokens(ids) -> str:
+            return " ".join(tokenizer.convert_ids_to_tokens(list(ids)))
+
         source = " ".join(filter(None, [tokens(self.source_prefix), "dialogue", tokens(self.source_suffix)]))
         start = tokenizer.convert_ids_to_tokens(self.decoder_start)
         return f"{self.architecture}: encoder `{source}`, decoder starts with `{start}`, labels `summary {tokens(self.label_suffix)}`"

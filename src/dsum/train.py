@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
-from dsum.atomic import write_json
+from dsum.atomic import atomic_write_text, write_json
 from dsum.config import Config
 from dsum.data import Example, read_examples, reference_map
 from dsum.generate import generate_summaries, generation_kwargs
@@ -282,16 +282,14 @@ def last_checkpoint_step(run_dir: Path) -> int | None:
     return int(last.rsplit("-", 1)[-1]) if last else None
 
 
-def trim_log(path: Path, step: int) -> int:
-    """Drop train_log.jsonl lines logged after `step` (the checkpoint a resume restarts from); returns how many."""
+def trim_log(path: Path, step: int) -> None:
+    """Drop train_log.jsonl lines logged after `step`, the checkpoint a resume restarts from: the
+    resumed run logs those steps again, and curves must not show them twice."""
     if not path.is_file():
-        return 0
-    from dsum.atomic import atomic_write_text
-
+        return
     lines = path.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
     atomic_write_text(path, "".join(line + "\n" for line in kept))
-    return len(lines) - len(kept)
 
 
 def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) -> Path:
