@@ -1,7 +1,6 @@
 # `make demo`: set up and train the offline demo (tiny model, bundled sample, CPU, ~2 minutes).
 # `make test`: set up and run the test suite.
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: setup demo test bench
 

@@ -115,19 +115,26 @@ class FakeChatServer:
             best = max(best, j - i)
         return best
 
-    def _decide(self, auth: str, messages: Messages) -> str:
+    def _decide(self, auth: str, messages: Messages, at: float, sha: str) -> str:
+        """The action for one request, recorded in the same critical section that chose it, so
+        `arrivals` is in the order the script was handed out whatever the threads do."""
         with self._lock:
-            if auth != f"Bearer {self.api_key}":
-                return "401"
-            if self.fail_when is not None and self.fail_when(messages):
-                return "fail"
-            if self.script:
-                return self.script.popleft()
-            if self.block_after is not None and self.let_through >= self.block_after:
-                self.blocked += 1
-                return "blocked"
-            self.let_through += 1
-            return "ok"
+            action = self._action(auth, messages)
+            self.arrivals.append(Arrival(at, sha, action, messages))
+            return action
+
+    def _action(self, auth: str, messages: Messages) -> str:
+        if auth != f"Bearer {self.api_key}":
+            return "401"
+        if self.fail_when is not None and self.fail_when(messages):
+            return "fail"
+        if self.script:
+            return self.script.popleft()
+        if self.block_after is not None and self.let_through >= self.block_after:
+            self.blocked += 1
+            return "blocked"
+        self.let_through += 1
+        return "ok"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -146,10 +153,8 @@ class FakeChatServer:
                     return
                 body = json.loads(raw)
                 messages = body["messages"]
-                action = server._decide(self.headers.get("Authorization", ""), messages)
                 sha = hashlib.sha256(raw).hexdigest()
-                with server._lock:
-                    server.arrivals.append(Arrival(at, sha, action, messages))
+                action = server._decide(self.headers.get("Authorization", ""), messages, at, sha)
                 if action == "401":
                     self._send(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}})
                 elif action == "429":

@@ -8,7 +8,7 @@ import yaml
 from conftest import REPO, run_dsum
 
 VERBS = [
-    ["config", "show"], ["data", "check"], ["data", "preprocess"], ["score"], ["train"], ["predict"],
+    ["config", "show"], ["config", "schema"], ["data", "check"], ["data", "preprocess"], ["score"], ["train"], ["predict"],
     ["submission", "check"], ["runs"], ["runs", "compare"], ["doctor"], ["tune"],
 ]
 

@@ -1,5 +1,6 @@
 """`dsum doctor`: each pre-experiment check on real files, models and environments (CPU, offline)."""
 
+import os
 import pytest
 import torch
 from conftest import REPO, TINY, run_dsum
@@ -167,3 +168,23 @@ def test_tokenizer_check_fails_without_eos_or_beyond_positions(tmp_path):
     assert check.level == FAIL and "no eos token" in check.detail
     check = check_tokenizer(load_config(REPO / "configs/kobart.yaml", _sample(f"model.name={KOBART}", "model.max_source_length=1100")))
     assert check.level == FAIL and "1026 positions" in check.detail
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.version.cuda is None, reason="a GPU is visible, or a CPU-only torch")
+def test_a_gpu_torch_cannot_use_names_the_driver_the_build_and_the_fix(tmp_path, monkeypatch):
+    """A server whose driver is too old for torch's CUDA: nvidia-smi sees the GPU, torch does not.
+
+    No GPU here: a stand-in `nvidia-smi` answers the query as the real one does on such a server.
+    """
+    from dsum.doctor import MIN_DRIVER, torch_build
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'Tesla V100-SXM2-32GB, 470.82.01'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    check = check_gpu("auto")
+    assert check.level == FAIL
+    assert "Tesla V100-SXM2-32GB (driver 470.82.01)" in check.detail and torch_build() in check.detail
+    assert f"update the NVIDIA driver to {MIN_DRIVER[torch.version.cuda.split('.')[0]]}" in check.detail
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert check_gpu("auto").level == WARN  # no nvidia-smi: a CPU machine

@@ -15,7 +15,7 @@ from conftest import REPO, run_dsum
 
 from dsum.config import load_config
 from dsum.errors import UserError
-from dsum.rundir import claim_run_dir, mark_status, write_run_files
+from dsum.rundir import claim_run_dir, environment_record, git_commit, git_dirty, mark_status, uv_lock_sha256, write_run_files
 from dsum.runs import read_status, run_status
 
 
@@ -201,3 +201,25 @@ def test_run_files_record_config_environment_and_data_hashes_without_secrets(tmp
     assert env["data_sha256"] == {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in (dev, test)}
     assert env["command"] == ["dsum", "train", "--set", "general.notes=key ***"]
     assert env["python"] == sys.version.split()[0] and "transformers" in env["packages"]
+
+
+def test_environment_records_uncommitted_changes_and_the_lock_file(tmp_path):
+    env = environment_record({})
+    # This checkout: whether it is dirty depends on the moment, but it is a git checkout with a uv.lock.
+    assert isinstance(env["git_dirty"], bool)
+    assert env["uv_lock_sha256"] == hashlib.sha256((REPO / "uv.lock").read_bytes()).hexdigest()
+    assert uv_lock_sha256(tmp_path) is None  # e.g. dsum installed from a wheel
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    assert git_dirty(repo) is None  # not a checkout (tmp_path is outside any repository)
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "train.py").write_text("lr = 1e-5\n")
+    subprocess.run([*git, "add", "train.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    assert git_dirty(repo) is False and git_commit(repo) is not None
+    (repo / "notes.txt").write_text("untracked files do not count\n")
+    assert git_dirty(repo) is False
+    (repo / "train.py").write_text("lr = 3e-5\n")
+    assert git_dirty(repo) is True

@@ -1,7 +1,10 @@
 """Trackers for real: W&B offline runs, MLflow on SQLite, TensorBoard event files; secrets never written."""
 
+import base64
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,8 +12,8 @@ import yaml
 from conftest import REPO, run_dsum, tiny_overrides
 
 from dsum.config import load_config
-from dsum.tracking import flatten, metric_name, redact, wandb_mode
-from wandb_log import read_run
+from dsum.tracking import data_artifact_name, data_files, flatten, metric_name, redact, start_tracker, wandb_mode
+from wandb_log import read_run, records
 
 DEMO = str(REPO / "configs" / "demo.yaml")
 FAKE_SECRETS = {"UPSTAGE_API_KEY": "up-FAKE-secret-7d1c90", "WANDB_API_KEY": "wb-FAKE-secret-0a4e55"}
@@ -49,7 +52,7 @@ def eval_scores(run_dir: Path) -> list[float]:
 def test_wandb_offline_run_holds_the_board_score(tmp_path):
     run_dir, metrics, stdout = train_run(
         tmp_path, "tracking.backend=wandb", "tracking.group=tests", "tracking.tags=[demo, ci]", "tracking.log_model=true",
-        env=clean_env(tmp_path),
+        "tracking.log_data=true", env=clean_env(tmp_path),
     )
     assert "wandb sync" in stdout
     tracking = json.loads((run_dir / "tracking.json").read_text())
@@ -66,6 +69,8 @@ def test_wandb_offline_run_holds_the_board_score(tmp_path):
     assert table["columns"][:3] == ["fname", "dialogue", "prediction"] and len(table["data"]) == metrics["dev"]["rows"]
     assert run["config"]["training"]["learning_rate"] == 3e-3
     assert run["artifacts"]["tracked-model"] == "model"  # tracking.log_model: checkpoint-best
+    assert run["artifacts"]["data-sample"] == "dataset"  # tracking.log_data, from `dsum train`
+    assert set(tracking["data"]["sha256"]) == {"train/train.csv", "dev/dev.csv", "test/test.csv", "sample_submission/sample_submission.csv"}
     assert "W&B" in (run_dir / "record.md").read_text() and "wandb sync" in (run_dir / "record.md").read_text()
 
 
@@ -135,3 +140,111 @@ def test_helpers(monkeypatch):
     assert redact({"a": ["x abcd1234 y"], "b": 3}) == {"a": ["x *** y"], "b": 3}
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": []}) == {"a.b": 1, "a.c.d": 2, "e": []}
     assert metric_name("eval_board_score") == "eval/board_score" and metric_name("loss") == "train/loss"
+
+
+# ---------------------------------------------------------------------------------------------
+# tracking.log_data: in-process trackers on a run directory laid out by hand, no training
+
+
+def data_copy(folder: Path) -> Path:
+    """The bundled sample's four files, copied to `folder` (so a test can change one)."""
+    folder.mkdir(parents=True)
+    for name in ("train.csv", "dev.csv", "test.csv", "sample_submission.csv"):
+        shutil.copy(REPO / "data/sample" / name, folder / name)
+    return folder
+
+
+def data_config(tmp_path: Path, data: Path, *overrides: str):
+    return load_config(
+        REPO / "configs/demo.yaml",
+        [
+            f"general.output_dir={tmp_path / 'runs'}", "general.data_version=v1",
+            f"data.train=[{data / 'train.csv'}]", f"data.dev={data / 'dev.csv'}",
+            f"data.test={data / 'test.csv'}", f"data.sample_submission={data / 'sample_submission.csv'}",
+            "tracking.log_data=true", *overrides,
+        ],
+    )
+
+
+def offline_data_run(tmp_path: Path, name: str, data: Path) -> tuple[dict, "object"]:
+    """Start and finish a W&B offline tracker with log_data; (tracking.json, the artifact record)."""
+    import wandb
+
+    run_dir = tmp_path / "runs" / name
+    run_dir.mkdir(parents=True)
+    tracker = start_tracker(data_config(tmp_path, data, "tracking.backend=wandb", "tracking.mode=offline"), run_dir)
+    tracker.finish({})
+    # finish() can return before W&B's service has written the whole log; teardown waits for it
+    # (a command's process ends, which does the same).
+    wandb.teardown()
+    tracking = json.loads((run_dir / "tracking.json").read_text())
+    [log] = list((run_dir / "wandb").glob(f"offline-run-*/run-{tracking['run_id']}.wandb"))
+    [artifact] = [r.artifact for r in records(log) if r.WhichOneof("record_type") == "artifact"]
+    return tracking, artifact
+
+
+def md5_b64(path: Path) -> str:
+    return base64.b64encode(hashlib.md5(path.read_bytes()).digest()).decode()
+
+
+def test_wandb_log_data_versions_the_data_by_content(tmp_path, monkeypatch):
+    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no login, and W&B's staging copies land here
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    first = data_copy(tmp_path / "data")
+    tracking, artifact = offline_data_run(tmp_path, "a", first)
+
+    files = {"train/train.csv": "train.csv", "dev/dev.csv": "dev.csv", "test/test.csv": "test.csv",
+             "sample_submission/sample_submission.csv": "sample_submission.csv"}
+    assert (artifact.name, artifact.type) == ("data-v1", "dataset")
+    # The artifact holds the four files, each with the md5 W&B checks contents by.
+    assert {e.path: e.digest for e in artifact.manifest.contents} == {name: md5_b64(first / f) for name, f in files.items()}
+    data = tracking["data"]
+    assert data["artifact"] == "data-v1" and data["version"] is None  # the version is W&B's to give on upload
+    assert data["digest"] == artifact.digest
+    assert data["sha256"] == {name: hashlib.sha256((first / f).read_bytes()).hexdigest() for name, f in files.items()}
+    assert json.loads(artifact.metadata)["sha256"] == data["sha256"]
+
+    # The same content in another folder: the same digest, so W&B keeps the version it has.
+    _, same = offline_data_run(tmp_path, "b", data_copy(tmp_path / "elsewhere"))
+    assert same.digest == artifact.digest
+    # One changed row: another digest, so a new version of data-v1.
+    with (first / "dev.csv").open("a", encoding="utf-8") as f:
+        f.write("dev_extra,#Person1#: 안녕하세요.,인사한다.\n")
+    tracking_c, changed = offline_data_run(tmp_path, "c", first)
+    assert changed.name == "data-v1" and changed.digest != artifact.digest
+    assert tracking_c["data"]["sha256"]["dev/dev.csv"] != data["sha256"]["dev/dev.csv"]
+    assert tracking_c["data"]["sha256"]["train/train.csv"] == data["sha256"]["train/train.csv"]
+
+
+def test_mlflow_log_data_keeps_the_files_and_their_sha256(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    data = data_copy(tmp_path / "data")
+    run_dir = tmp_path / "runs" / "m"
+    run_dir.mkdir(parents=True)
+    tracker = start_tracker(data_config(tmp_path, data, "tracking.backend=mlflow", "tracking.project=tests"), run_dir)
+    tracker.finish({})
+    tracking = json.loads((run_dir / "tracking.json").read_text())
+    run = MlflowClient(tracking_uri=tracking["dir"]).get_run(tracking["run_id"])
+    sha = hashlib.sha256((data / "dev.csv").read_bytes()).hexdigest()
+    assert tracking["data"]["sha256"]["dev/dev.csv"] == sha and run.data.params["data_sha256.dev/dev.csv"] == sha
+    stored = Path(run.info.artifact_uri.removeprefix("file://")) / "data"
+    assert sorted(str(p.relative_to(stored)) for p in stored.rglob("*.csv")) == sorted(tracking["data"]["sha256"])
+    assert (stored / "dev/dev.csv").read_bytes() == (data / "dev.csv").read_bytes()
+
+
+def test_data_files_names_and_artifact_name(tmp_path):
+    data = data_copy(tmp_path / "data")
+    other = data_copy(tmp_path / "aug")
+    (data / "sample_submission.csv").unlink()  # a missing file is left out
+    cfg = data_config(tmp_path, data, f"data.train=[{data / 'train.csv'}, {other / 'train.csv'}, {data / 'train.csv'}]")
+    assert data_files(cfg) == {
+        "train/train.csv": data / "train.csv",
+        "train-2/train.csv": other / "train.csv",  # same file name, another file
+        "dev/dev.csv": data / "dev.csv",
+        "test/test.csv": data / "test.csv",
+    }
+    assert data_artifact_name("v2 aug/solar") == "data-v2-aug-solar"

@@ -1,3 +1,151 @@
+"""dsum as a library: what a notebook calls, with the CLI's semantics.
+
+    import dsum
+    cfg = dsum.load_config("../configs/demo.yaml", {"training.epochs": 1})
+    run_dir = dsum.train(cfg)                     # runs/demo (or demo-2, ...), as `dsum train` makes it
+    dsum.predict(cfg, run_dir, split="dev")       # {"path", "score", "rouge1", ...}
+
+Each function is its verb: the same run directories, the same `.env` secrets, the same checks.
+A problem the user can fix raises `dsum.UserError` with the message the CLI prints (never
+SystemExit); a check that finds problems returns them, as `dsum data check --json` prints them.
+Relative paths in a config file are relative to its project root (see dsum.config.resolve_paths),
+so a notebook in examples/ trains on the same data and writes to the same runs/ as the shell.
+
+The heavy modules (torch, transformers) are imported by the first call that needs them, so
+`import dsum` and the `dsum` command stay quick.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+from collections.abc import Sequence
 from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dsum.config import load_config
+from dsum.errors import UserError
+from dsum.verbosity import set_verbosity
+
+if TYPE_CHECKING:
+    from dsum.config import Config
+    from dsum.data import FileReport
+    from dsum.eda.report import ReportFiles
+    from dsum.metric import Score
 
 __version__ = version("dsum")
+
+__all__ = [
+    "UserError", "check_data", "check_submission", "eda", "list_runs", "load_config", "predict", "score",
+    "set_verbosity", "train", "tune", "__version__",
+]
+
+
+def _api(function):
+    """Load the `.env` secrets (once) before a call, as the `dsum` command does before any verb."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        from dsum.envfile import load_env_file
+
+        load_env_file()
+        return function(*args, **kwargs)
+
+    return call
+
+
+@_api
+def train(cfg: Config, resume: bool | str | Path = False) -> Path:
+    """`dsum train`: fine-tune, keep the best checkpoint by the board's score, score dev, write the
+    test submission; returns the run directory. `resume`: True continues this config's unfinished
+    run, a path names the run to continue (--resume / --resume-dir)."""
+    from dsum.train import train as run_training
+
+    return run_training(cfg, resume=Path(resume) if isinstance(resume, str) else resume)
+
+
+@_api
+def predict(cfg: Config, checkpoint: str | Path, split: str = "dev", out: str | Path | None = None) -> dict:
+    """`dsum predict`: summaries of a split with a checked submission at `out` (default: beside the
+    checkpoint); returns {"path", and on dev "score", "rouge1", "rouge2", "rougeL", "rows"}.
+    `checkpoint` is a model folder or a run directory (its checkpoint-best)."""
+    from dsum.predict import predict as run_predict
+
+    return run_predict(cfg, Path(checkpoint), split, Path(out) if out is not None else None)
+
+
+@_api
+def score(pred: str | Path, gold: str | Path, analyser: str = "mecab") -> Score:
+    """`dsum score`: the board's ROUGE of a predictions file against a references file (rows matched
+    by fname); `.score` is (R1+R2+RL)/3×100, `.per_row` the rows."""
+    from dsum.data import read_examples, read_predictions, reference_map
+    from dsum.metric import score_texts
+
+    return score_texts(read_predictions(pred), reference_map(read_examples(gold, require_summary=True)), analyser)
+
+
+@_api
+def tune(cfg: Config, workers: int = 1) -> dict[str, Any]:
+    """`dsum tune`: run the config's Optuna study (tune.n_trials more trials), write best.yaml,
+    trials.csv and the plots; returns {"trials", "best_params", "best_value", "best_yaml", "plots",
+    "dir", "dashboard", ...}. UserError when no trial finished."""
+    from dsum.tune import require_best, write_results
+    from dsum.tune import tune as run_tune
+
+    result = write_results(cfg, run_tune(cfg, workers))
+    require_best(cfg, result)
+    return result
+
+
+@_api
+def eda(cfg: Config, out: str | Path = "reports/eda", workers: int | None = None) -> ReportFiles:
+    """`dsum eda`: the data report under `out`; returns its paths (.html, .json, .lengths, .images:
+    the PNGs, e.g. to show with IPython.display.Image)."""
+    from dsum.eda.morphemes import default_workers
+    from dsum.eda.report import build_report
+
+    return build_report(cfg, Path(out), workers=workers or default_workers())
+
+
+@_api
+def check_data(paths: str | Path | Sequence[str | Path]) -> list[FileReport]:
+    """`dsum data check`: one report per file (.findings with level error/warning/info, .tokens);
+    `[r.to_dict() for r in reports]` is what --json prints."""
+    from dsum.data import check_files
+
+    paths = [paths] if isinstance(paths, (str, Path)) else paths
+    return check_files([Path(p) for p in paths])
+
+
+@_api
+def check_submission(sub: str | Path, test: str | Path, sample: str | Path | None = None) -> list[str]:
+    """`dsum submission check`: every problem of the submission (an empty list: well formed)."""
+    from dsum.submission import check_submission as run_check
+
+    return run_check(Path(sub), Path(test), Path(sample) if sample is not None else None)
+
+
+@_api
+def list_runs(output_dir: str | Path = "runs", sort: str = "score") -> list[dict]:
+    """`dsum runs --json`: one dict per run (name, model, lr, batch, epochs, score, best epoch,
+    status, ...); `pandas.DataFrame(dsum.list_runs(cfg.general.output_dir))` is the table."""
+    from dsum.runs import list_runs as read_runs
+    from dsum.runs import rows_as_dicts
+
+    return rows_as_dicts(read_runs(Path(output_dir), sort))
+
+
+class _Api(types.ModuleType):
+    """`dsum.train` is the function above, although dsum/train.py exists (the same for predict,
+    tune, eda): importing a submodule sets it as an attribute of its package, which would replace
+    the function with the module. `from dsum.train import ...` still finds the module."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Api

@@ -17,10 +17,10 @@ from dsum.errors import UserError
 app = typer.Typer(
     help="Korean dialogue summarization: data checks, the board's ROUGE, training, submissions.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # dsum --install-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
-config_app = typer.Typer(help="Show resolved configs.", no_args_is_help=True)
+config_app = typer.Typer(help="Show resolved configs and the config schema.", no_args_is_help=True)
 data_app = typer.Typer(help="Check and clean competition data files.", no_args_is_help=True)
 submission_app = typer.Typer(help="Check submission files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -36,6 +36,19 @@ ConfigOption = typer.Option(..., "--config", "-c", help="YAML recipe, e.g. confi
 SetOption = typer.Option([], "--set", help="Override a key: --set training.learning_rate=3e-5 (repeatable).")
 
 
+@app.callback()
+def global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say more: dsum debug, transformers info, Optuna debug logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only, from dsum, transformers and Optuna."),
+) -> None:
+    if verbose and quiet:
+        raise typer.BadParameter("choose one of --verbose and --quiet")
+    if verbose or quiet:
+        from dsum.verbosity import set_verbosity
+
+        set_verbosity("verbose" if verbose else "quiet")
+
+
 def _load(config: Path, overrides: list[str]):
     from dsum.config import load_config
 
@@ -49,6 +62,18 @@ def config_show(config: Path = ConfigOption, set_: list[str] = SetOption) -> Non
     Example: dsum config show -c configs/demo.yaml --set training.epochs=3
     """
     sys.stdout.write(_load(config, set_).to_yaml())
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of config files, every key with its description, for an editor's
+    completion and checks in the YAML (see README: "Configs").
+
+    Example: dsum config schema > dsum.schema.json
+    """
+    from dsum.config import json_schema
+
+    print(json.dumps(json_schema(), ensure_ascii=False, indent=2))
 
 
 @data_app.command("check")
@@ -132,11 +157,10 @@ def score(
 
     Example: dsum score --pred runs/demo/dev_submission.csv --gold data/sample/dev.csv
     """
+    from dsum import score as score_files
     from dsum.atomic import atomic_write_text
-    from dsum.data import read_examples, read_predictions, reference_map
-    from dsum.metric import score_texts
 
-    result = score_texts(read_predictions(pred), reference_map(read_examples(gold, require_summary=True)), analyser)
+    result = score_files(pred, gold, analyser)
     if per_row:
         import pandas as pd
 
@@ -237,8 +261,8 @@ def tune(
 
     Example: dsum tune -c configs/demo-tune.yaml --workers 2
     """
+    from dsum.tune import require_best, write_results
     from dsum.tune import tune as run_tune
-    from dsum.tune import write_results
 
     cfg = _load(config, set_)
     result = write_results(cfg, run_tune(cfg, workers))
@@ -249,8 +273,7 @@ def tune(
     for row in result["trials"]:
         table.add_row(*[_cell(row.get(column)) for column in columns])
     console.print(table)
-    if "best_yaml" not in result:
-        raise UserError(f"no trial of study {cfg.tune.study_name} finished; see the note column above and {result['dir']}/trials.csv")
+    require_best(cfg, result)
     print(f"best: trial {result['best_number']}, {cfg.tune.objective} {result['best_value']:.4f}, {result['best_params']}")
     print(f"best config: {result['best_yaml']} (run it: dsum train -c {result['best_yaml']})")
     for plot in result["plots"]:
@@ -417,9 +440,9 @@ def augment(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
-    from dotenv import load_dotenv
+    from dsum.envfile import load_env_file
 
-    load_dotenv(override=False)  # secrets (UPSTAGE_API_KEY, WANDB_API_KEY) from .env, never from configs
+    load_env_file()  # secrets (UPSTAGE_API_KEY, WANDB_API_KEY) from .env, never from configs
     try:
         app()  # standalone mode: click reports usage errors itself (exit 2) and exits
     except UserError as exc:

@@ -2,7 +2,8 @@
 
 A config is data: every section below is a plain model whose fields are documented where they are
 declared. Unknown keys are errors that name the key, the valid keys at that level and the closest
-match, so a typo never silently falls back to a default.
+match, so a typo never silently falls back to a default. Relative paths written in a config file
+are relative to its project root (see resolve_paths), so a recipe means the same from any folder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -20,7 +22,9 @@ from dsum.errors import UserError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # use_attribute_docstrings: the docstring under each field is its description (`dsum config schema`,
+    # an editor's hover and completion in the YAML files).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class GeneralConfig(Section):
@@ -29,6 +33,7 @@ class GeneralConfig(Section):
     output_dir: Path = Path("runs")
     """Where run directories are created."""
     seed: int = 42
+    """Seed of everything random: model init, data order, dropout, sampling."""
     data_version: str = "v1"
     """A short label of the data used (goes into the run name)."""
     notes: str = ""
@@ -39,17 +44,22 @@ class GeneralConfig(Section):
 
 class CleanRule(Section):
     name: str
+    """The rule's name in reports (rows changed per rule)."""
     pattern: str
     """A Python regular expression."""
     replacement: str
+    """What each match becomes (\\1 refers to a group)."""
 
 
 class DataConfig(Section):
     train: list[Path] = Field([Path("data/sample/train.csv")], min_length=1)
     """One or more training files (CSV or JSONL); augmented files are appended here."""
     dev: Path = Path("data/sample/dev.csv")
+    """The dev file (with summaries): evaluation during training, the dev score."""
     test: Path = Path("data/sample/test.csv")
+    """The test file: its fnames are the rows of the submission."""
     sample_submission: Path | None = Path("data/sample/sample_submission.csv")
+    """The organiser's sample submission whose layout submissions copy; None = fname,summary."""
     clean: bool = True
     """Apply the clean-up rules to dialogues and summaries (training and inference alike)."""
     rules: list[CleanRule] | None = None
@@ -60,17 +70,24 @@ class TinyModelConfig(Section):
     """A small model built from a config, with a tokenizer trained on the training text (offline)."""
 
     architecture: Literal["bart", "t5"] = "bart"
+    """bart (encoder-decoder like KoBART) or t5."""
     d_model: int = 64
+    """Hidden size."""
     layers: int = 2
+    """Encoder layers, and as many decoder layers."""
     heads: int = 4
+    """Attention heads (must divide d_model)."""
     ffn_dim: int = 128
+    """Feed-forward inner size."""
     vocab_size: int = 3000
+    """Vocabulary of the tokenizer trained on the training text."""
 
 
 class ModelConfig(Section):
     name: str = "digit82/kobart-summarization"
     """A hub name or a local folder; ignored when `tiny` is set."""
     tiny: TinyModelConfig | None = None
+    """Build a small model from this config instead of loading `name` (offline demos and tests)."""
     max_source_length: int = Field(512, gt=0)
     """Encoder length: longer dialogues are truncated (the count is reported)."""
     max_target_length: int = Field(100, gt=0)
@@ -79,37 +96,56 @@ class ModelConfig(Section):
 
 class TrainingConfig(Section):
     learning_rate: float = Field(1e-5, gt=0)
+    """Peak learning rate of AdamW."""
     batch_size: int = Field(50, gt=0)
+    """Training examples per device per step."""
     eval_batch_size: int = Field(32, gt=0)
+    """Dialogues per generation batch (evaluation, dsum predict); see generation.batch_by_tokens."""
     epochs: float = Field(20, gt=0)
+    """Training epochs (a fraction is allowed)."""
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    """Share of the steps spent warming the learning rate up from 0."""
     weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay."""
     scheduler: str = "cosine"
     """Any transformers `lr_scheduler_type` (linear, cosine, constant, ...)."""
     gradient_accumulation_steps: int = Field(1, gt=0)
+    """Steps whose gradients add up before an update (effective batch = batch_size × this × GPUs)."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 30% slower."""
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     """auto = bf16 where the GPU supports it, else fp16 on a GPU (fp32 for T5, which overflows in fp16), else fp32.
     dsum predict and evaluation generate at the same precision."""
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Label smoothing of the cross-entropy loss (0 = off)."""
     rdrop_alpha: float = Field(0.0, ge=0)
     """R-Drop weight (0 = off): KL between two dropout passes added to the loss."""
     early_stopping_patience: int | None = 3
+    """Stop after this many evaluations without a better dev score; None = never stop early."""
     early_stopping_threshold: float = 0.001
     """The smallest dev gain that counts as better, on ROUGE's 0-1 scale as the organiser's baseline gives it:
     0.001 = 0.1 points of the 0-100 board score."""
     save_total_limit: int = Field(2, gt=0)
+    """Checkpoints kept under checkpoints/ (for --resume); the best is always kept too."""
     eval_strategy: Literal["epoch", "steps"] = "epoch"
+    """Evaluate (generate and score dev) after every epoch or every eval_steps steps."""
     eval_steps: int | None = None
+    """Steps between evaluations when eval_strategy is steps."""
     logging_steps: int = Field(10, gt=0)
+    """Steps between train loss / learning rate entries in train_log.jsonl and the tracker."""
 
 
 class GenerationConfig(Section):
     num_beams: int = Field(4, gt=0)
+    """Beam search width (1 = greedy)."""
     no_repeat_ngram_size: int = Field(2, ge=0)
+    """No n-gram of this size appears twice in a summary (0 = off)."""
     length_penalty: float = 1.0
+    """Beam score exponent on length: > 1 favours longer summaries, < 1 shorter ones."""
     max_new_tokens: int = Field(100, gt=0)
+    """The longest summary generated, in tokens."""
     early_stopping: bool = True
+    """Beam search stops when num_beams finished candidates exist."""
     batch_by_tokens: bool = True
     """dsum predict: size the length-sorted batches by a token budget (eval_batch_size × max_source_length,
     at most 4 × eval_batch_size rows), so short dialogues go in bigger batches; same outputs (bar float
@@ -125,6 +161,7 @@ class MetricConfig(Section):
 
 class TrackingConfig(Section):
     backend: Literal["none", "wandb", "mlflow", "tensorboard"] = "none"
+    """Where runs are tracked: none, wandb, mlflow or tensorboard."""
     project: str = "dsum"
     """W&B project / MLflow experiment shared by the team."""
     entity: str | None = None
@@ -132,12 +169,16 @@ class TrackingConfig(Section):
     group: str | None = None
     """W&B group (a tuning study puts its trials in a group named after it)."""
     tags: list[str] = []
+    """W&B / MLflow tags of the run."""
     notes: str | None = None
     """W&B run notes; None = general.notes."""
     mode: Literal["auto", "online", "offline", "disabled"] = "auto"
     """W&B mode; auto = WANDB_MODE when set, else online when logged in (WANDB_API_KEY or ~/.netrc), else offline."""
     log_model: bool = False
     """Upload checkpoint-best as a model artifact (W&B) or run artifact (MLflow)."""
+    log_data: bool = False
+    """Log the data files (data.train, dev, test, sample_submission) with the run: W&B dataset artifact
+    `data-<data_version>` (a new version only when their content changes); MLflow run artifacts under data/."""
     uri: str | None = None
     """MLflow tracking URI; None = sqlite:///<general.output_dir>/mlflow.db."""
 
@@ -146,11 +187,17 @@ class SearchParam(Section):
     """One searched key: a float/int range (low, high, log, step) or categorical choices."""
 
     type: Literal["float", "int", "categorical"]
+    """float, int or categorical."""
     low: float | None = None
+    """The smallest value (float, int)."""
     high: float | None = None
+    """The largest value (float, int)."""
     log: bool = False
+    """Sample on a log scale (learning rates)."""
     step: float | None = None
+    """Sample on a grid of this step (None = continuous for float, 1 for int)."""
     choices: list[Any] | None = None
+    """The values a categorical parameter takes."""
 
     @model_validator(mode="after")
     def _check_bounds(self) -> "SearchParam":
@@ -164,6 +211,7 @@ class SearchParam(Section):
 
 class TuneConfig(Section):
     study_name: str = "dsum-study"
+    """The Optuna study (runs/<study_name>/ holds its trials, results and default storage)."""
     storage: str | None = None
     """Optuna storage URL; None = sqlite:///<general.output_dir>/<study_name>/optuna.db. Use postgresql://... for several machines."""
     mode: Literal["train", "decode"] = "train"
@@ -177,12 +225,15 @@ class TuneConfig(Section):
     timeout: float | None = None
     """Stop starting new trials after this many seconds."""
     direction: Literal["maximize", "minimize"] = "maximize"
+    """maximize for scores."""
     objective: Literal["score", "rouge1", "rouge2", "rougeL"] = "score"
     """The dev metric to optimise: the board score (default) or one of its parts."""
     sampler: Literal["tpe", "random"] = "tpe"
+    """tpe (seeded, learns from finished trials) or random."""
     seed: int | None = 42
     """Sampler seed (worker i uses seed + i); None = unseeded."""
     pruner: Literal["median", "hyperband", "none"] = "median"
+    """Stop unpromising trials at an evaluation: median, hyperband or none."""
     n_startup_trials: int = Field(3, ge=0)
     """Median pruner: trials finished before any pruning."""
     n_warmup_steps: int = Field(1, ge=0)
@@ -195,12 +246,15 @@ class LlmConfig(Section):
     """An OpenAI-compatible chat API (Upstage Solar by default); the key comes from UPSTAGE_API_KEY only."""
 
     base_url: str = "https://api.upstage.ai/v1"
+    """The OpenAI-compatible API's base URL."""
     model: str = "solar-pro2"
+    """The chat model."""
     system_prompt: str = (
         "당신은 한국어 일상 대화를 요약하는 전문가입니다. 대화의 핵심을 한두 문장으로 간결하게 요약하세요. "
         "화자는 대화에 나온 그대로 #Person1#, #Person2# 같은 태그로 부르고, #PhoneNumber# 같은 #...# 토큰은 "
         "바꾸지 말고 그대로 쓰세요. 요약문만 출력하세요."
     )
+    """The system message of every request."""
     user_prompt: str = "다음 대화를 요약해 주세요.\n\n{dialogue}"
     """The dialogue goes where {dialogue} is; few-shot examples use the same template (write literal braces as {{ }})."""
     shots: int = Field(0, ge=0)
@@ -208,9 +262,13 @@ class LlmConfig(Section):
     shot_selection: Literal["bm25", "tfidf", "random"] = "bm25"
     """The most similar training dialogues by BM25 or TF-IDF over morphemes (metric.tokenizer), or random (seeded per row)."""
     temperature: float = Field(0.2, ge=0, le=2)
+    """Sampling temperature (0 = most deterministic)."""
     top_p: float = Field(0.3, gt=0, le=1)
+    """Nucleus sampling mass."""
     max_tokens: int = Field(256, gt=0)
+    """The longest answer, in tokens."""
     requests_per_minute: int = Field(100, gt=0)
+    """The API's request limit (see window_s)."""
     tokens_per_minute: int | None = Field(None, gt=0)
     """None = no token limit."""
     window_s: float = Field(60, gt=0)
@@ -218,11 +276,13 @@ class LlmConfig(Section):
     concurrency: int = Field(4, gt=0)
     """Requests in flight at once."""
     timeout_s: float = Field(60, gt=0)
+    """Seconds before a request is abandoned (and retried)."""
     max_retries: int = Field(6, ge=0)
     """Retries of a request after 429, 5xx, a timeout, a dropped connection or a malformed answer."""
     backoff_s: float = Field(1.0, gt=0)
     """The first retry waits about this long, doubling each time (with jitter) up to backoff_max_s; a Retry-After header wins."""
     backoff_max_s: float = Field(60, gt=0)
+    """The longest wait between retries."""
     cache: Path = Path("runs/llm_cache.sqlite")
     """SQLite file of every answer received: a rerun never pays for the same request twice (--no-cache ignores it)."""
 
@@ -239,45 +299,71 @@ class AugmentConfig(Section):
     turn_noise_ratio: float = Field(0.3, gt=0, le=1)
     """turn-noise: the share of turns (at least one) whose leading filler word is added, dropped or repeated."""
     back_translation_fields: list[Literal["dialogue", "summary"]] = ["dialogue"]
+    """back-translation: the fields translated to the pivot language and back."""
     pivot_language: str = "English"
+    """back-translation: the language in between."""
     temperature: float = Field(0.7, ge=0, le=2)
+    """Sampling temperature of the API methods."""
     top_p: float = Field(0.95, gt=0, le=1)
+    """Nucleus sampling mass of the API methods."""
     max_tokens: int = Field(2048, gt=0)
+    """The longest answer of the API methods, in tokens."""
     system_prompt: str = "당신은 한국어 대화 데이터를 다루는 꼼꼼한 편집자입니다. 요청한 결과물만 출력하세요."
+    """The system message of every augmentation request."""
     paraphrase_prompt: str = (
         "다음 대화를 뜻은 그대로 두고 다른 표현으로 바꿔 써 주세요. 각 줄은 원래처럼 '#PersonN#: '으로 시작하고, "
         "줄 수와 화자 순서를 그대로 지키세요. #Person1#, #PhoneNumber# 같은 #...# 토큰은 한 글자도 바꾸지 말고 "
         "그대로 두세요. 바꿔 쓴 대화만 출력하세요.\n\n{dialogue}"
     )
+    """llm-paraphrase: the request; the dialogue goes where {dialogue} is."""
     summary_rewrite_prompt: str = (
         "다음 요약문을 뜻은 그대로 두고 다른 문장으로 바꿔 써 주세요. #Person1# 같은 #...# 토큰은 그대로 두세요. "
         "바꿔 쓴 요약문만 출력하세요.\n\n{summary}"
     )
+    """summary-rewrite: the request; the summary goes where {summary} is."""
     translate_prompt: str = (
         "Translate the following {source_language} text into {target_language}. Keep every token of the form "
         "#...# (such as #Person1# or #PhoneNumber#) exactly as it is, keep the line breaks, and output only the "
         "translation.\n\n{text}"
     )
+    """back-translation: the request, with {source_language}, {target_language} and {text}."""
 
 
 class Config(Section):
     general: GeneralConfig = GeneralConfig()
+    """Run name, output folder, seed, data version, notes."""
     data: DataConfig = DataConfig()
+    """The competition files and the clean-up rules."""
     model: ModelConfig = ModelConfig()
+    """The model (hub name, local folder or tiny) and its maximum lengths."""
     training: TrainingConfig = TrainingConfig()
+    """Fine-tuning settings (the transformers Trainer)."""
     generation: GenerationConfig = GenerationConfig()
+    """Decoding settings of evaluation, dsum predict and ensembles."""
     metric: MetricConfig = MetricConfig()
+    """The board's ROUGE: which morpheme analyser."""
     tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking: W&B, MLflow or TensorBoard."""
     tune: TuneConfig | None = None
+    """dsum tune: the Optuna study and its search space (None = no study)."""
     llm: LlmConfig = LlmConfig()
+    """dsum llm summarize: the chat API, its prompts, limits, retries and cache."""
     augment: AugmentConfig = AugmentConfig()
+    """dsum augment: sources, outputs and prompts of the augmentation methods."""
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML recipe (or the defaults when `path` is None), apply `a.b=value` overrides, validate."""
+def load_config(
+    path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] | None = None
+) -> Config:
+    """Read a YAML recipe (or the defaults when `path` is None), apply overrides, validate.
+
+    `overrides` are `a.b=value` strings as `--set` takes them, or a mapping of dotted keys to
+    values (the library API): a string value is read as `--set` reads it (typed by its field), any
+    other value is set as it is and validated. Relative paths are resolved as `resolve_paths` says.
+    """
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -289,9 +375,87 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}; fix the syntax") from None
         if not isinstance(raw, dict):
             raise UserError(f"{path} must hold a mapping of sections (general:, data:, ...), not {type(raw).__name__}")
-    for override in overrides:
-        apply_override(raw, override)
-    return validate_config(raw, source=str(path) if path else "config")
+    typed: list[str] = []
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            if isinstance(value, str):
+                apply_override(raw, f"{key}={value}")
+            else:
+                set_dotted(raw, str(key), value, what="override")
+            typed.append(str(key))
+    else:
+        for override in overrides or ():
+            apply_override(raw, override)
+            typed.append(override.partition("=")[0].strip())
+    cfg = validate_config(raw, source=str(path) if path else "config")
+    return resolve_paths(cfg, project_root(path) if path is not None else None, typed)
+
+
+# A folder holding one of these is a project root: the folder a config file's relative paths start from.
+PROJECT_MARKERS = ("pyproject.toml", ".git")
+
+
+def project_root(config_file: str | Path) -> Path | None:
+    """The nearest folder at or above the config file's that holds pyproject.toml or .git (None: none does)."""
+    folder = Path(config_file).resolve().parent
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
+            return candidate
+    return None
+
+
+def path_fields() -> list[str]:
+    """Dotted keys of the config's file and folder fields (a Path, an optional Path, a list of Paths)."""
+    keys = []
+    for section, info in Config.model_fields.items():
+        model = _model_in(info.annotation)
+        for name, field in model.model_fields.items():
+            members = _union_members(field.annotation)
+            inner = [arg for m in members for arg in (typing.get_args(m) if typing.get_origin(m) is list else (m,))]
+            if any(isinstance(arg, type) and issubclass(arg, PurePath) for arg in inner):
+                keys.append(f"{section}.{name}")
+    return keys
+
+
+def resolve_paths(cfg: Config, root: Path | None, typed: Sequence[str] = ()) -> Config:
+    """Make a config's relative paths mean the same from any working directory.
+
+    A relative path written in a config file (or left at its default: data/sample/..., runs/...)
+    is relative to the project root of that file (`project_root`), so configs/demo.yaml names the
+    same data and run directories from the repo root, from examples/ (a notebook) or from
+    configs/. A relative path in an override (`--set`, or `typed` keys of the API's mapping) is
+    relative to the current directory, as any path typed on a command line. `model.name` is
+    resolved the same way when that folder exists (else it is a hub name).
+
+    When the current directory is the project root both readings agree and nothing changes, so a
+    command run from the root sees (and saves) its paths as written; from elsewhere they become
+    absolute. A config file outside any project (a run directory under /tmp) keeps its paths
+    relative to the current directory.
+    """
+    cwd = Path.cwd()
+    if root is None or root == cwd.resolve():
+        return cfg
+
+    def base(key: str) -> Path:
+        return cwd if any(key == k or key.startswith(k + ".") for k in typed) else root
+
+    sections: dict[str, dict[str, Any]] = {}
+    for key in path_fields():
+        section_name, name = key.split(".")
+        section = getattr(cfg, section_name)
+        value = getattr(section, name, None) if section is not None else None
+        if isinstance(value, list):
+            resolved: Any = [p if p.is_absolute() else base(key) / p for p in value]
+        elif isinstance(value, PurePath) and not value.is_absolute():
+            resolved = base(key) / value
+        else:
+            continue
+        sections.setdefault(section_name, {})[name] = resolved
+    model_name = Path(cfg.model.name)
+    if cfg.model.tiny is None and not model_name.is_absolute() and (base("model.name") / model_name).is_dir():
+        sections.setdefault("model", {})["name"] = str(base("model.name") / model_name)
+    updates = {name: getattr(cfg, name).model_copy(update=fields) for name, fields in sections.items()}
+    return cfg.model_copy(update=updates)
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
@@ -328,12 +492,12 @@ def parse_value(key: str, text: str) -> Any:
 def set_dotted(raw: dict[str, Any], key: str, value: Any, what: str = "--set", create: bool = True) -> None:
     """Put `value` at the dotted `key` of a raw config mapping.
 
-    A number or bool bound for a text field becomes its string (a tune search space may hold
+    A number or bool (or a Path) bound for a text field becomes its string (a tune search space may hold
     `choices: [1, 2]` for general.data_version). Missing or empty sections are created unless
     `create` is False (then the key must name a section that is there). `what` names the source
     in errors.
     """
-    if isinstance(value, (int, float)) and _kind_of(field_annotation(key)) in ("text", "optional text"):
+    if isinstance(value, (int, float, PurePath)) and _kind_of(field_annotation(key)) in ("text", "optional text"):
         value = str(value).lower() if isinstance(value, bool) else str(value)
     *sections, name = key.split(".")
     node = raw
@@ -445,6 +609,7 @@ def describe_error(error: dict[str, Any]) -> str:
 def _fields_at(path: list[str]) -> dict[str, Any]:
     """The fields of the model found by walking `path` from Config (list indices are skipped)."""
     model: type[BaseModel] = Config
+    """The model (hub name, local folder or tiny) and its maximum lengths."""
     for part in path:
         if part.isdigit():
             continue
@@ -459,3 +624,15 @@ def _candidates(annotation: Any) -> list[Any]:
     if not args:
         return [annotation]
     return [inner for arg in args for inner in _candidates(arg)]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of a config file, every field with its description: `dsum config schema`.
+
+    Editors use it to complete and check the YAML recipes (yaml-language-server, VS Code's YAML
+    extension, PyCharm); unknown keys are flagged as dsum would refuse them.
+    """
+    schema = Config.model_json_schema()
+    schema["title"] = "dsum config"
+    schema["description"] = "A dsum recipe (configs/*.yaml): `dsum config show -c FILE` prints it resolved."
+    return schema

@@ -44,23 +44,67 @@ def run_checks(cfg: Config, source: str = "config") -> list[Check]:
     ]
 
 
-def check_gpu(precision: str) -> Check:
-    """A visible CUDA GPU, its memory and bf16 support, against training.precision."""
+# The oldest NVIDIA driver each CUDA major version runs on (CUDA's minor-version compatibility).
+MIN_DRIVER = {"11": "450.80.02", "12": "525.60.13", "13": "580.65.06"}
+
+
+def torch_build() -> str:
+    """torch's version, the CUDA it was built for, the driver that CUDA needs and its GPU architectures."""
     import torch
 
+    cuda = torch.version.cuda
+    if cuda is None:
+        return f"torch {torch.__version__} (CPU-only build)"
+    archs = torch._C._cuda_getArchFlags().split() if hasattr(torch._C, "_cuda_getArchFlags") else []
+    kernels = f"; kernels for {' '.join(archs)}" if archs else ""
+    return f"torch {torch.__version__} (CUDA {cuda}, needs NVIDIA driver ≥ {MIN_DRIVER.get(cuda.split('.')[0], '?')}{kernels})"
+
+
+def nvidia_smi_gpus() -> list[tuple[str, str]]:
+    """(name, driver version) of each GPU nvidia-smi sees; [] when there is no nvidia-smi or no GPU."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    rows = [line.rsplit(",", 1) for line in out.stdout.splitlines() if "," in line]
+    return [(name.strip(), driver.strip()) for name, driver in rows]
+
+
+def check_gpu(precision: str) -> Check:
+    """A visible CUDA GPU, its memory and bf16 support, against training.precision; the torch build and driver."""
+    import torch
+
+    build = torch_build()
     if not torch.cuda.is_available():
+        seen = nvidia_smi_gpus()
+        if seen:
+            name, driver = seen[0]
+            return Check("GPU", FAIL, (
+                f"nvidia-smi sees {len(seen)}× {name} (driver {driver}) but {build} cannot use it. "
+                f"Fix: update the NVIDIA driver to {MIN_DRIVER.get((torch.version.cuda or '12').split('.')[0], '525.60.13')} "
+                "or newer (e.g. `sudo apt install nvidia-driver-570`), or install a torch wheel built for the CUDA "
+                "your driver runs (PyTorch's previous-versions page lists them) with `uv pip install`"
+            ))
         if precision in ("fp16", "bf16"):
             return Check("GPU", FAIL, f"no CUDA GPU visible; training.precision={precision} needs one "
-                                      "(--set training.precision=auto trains in fp32 on CPU)")
-        return Check("GPU", WARN, "no CUDA GPU visible: fp32 on CPU, slow (fine only for tiny models)")
+                                      f"(--set training.precision=auto trains in fp32 on CPU); {build}")
+        return Check("GPU", WARN, f"no CUDA GPU visible: fp32 on CPU, slow (fine only for tiny models); {build}")
     props = torch.cuda.get_device_properties(0)
     bf16 = torch.cuda.is_bf16_supported()
     count = torch.cuda.device_count()
-    detail = f"{count}× {props.name}, {props.total_memory / GIB:.1f} GiB, bf16 {'yes' if bf16 else 'no'}"
+    driver = next((d for _, d in nvidia_smi_gpus()), "?")
+    detail = f"{count}× {props.name}, {props.total_memory / GIB:.1f} GiB, bf16 {'yes' if bf16 else 'no'}, driver {driver}; {build}"
     if precision == "bf16" and not bf16:
         return Check("GPU", FAIL, f"{detail}; training.precision=bf16 is not supported here (use fp16 or auto)")
     resolved = ("bf16" if bf16 else "fp16") if precision == "auto" else precision
-    return Check("GPU", OK, f"{detail}; precision {precision} → {resolved}")
+    return Check("GPU", OK, f"{detail}; precision {precision} → {resolved} (auto: fp32 for T5 without bf16)")
 
 
 def check_data(cfg: Config) -> Check:

@@ -32,6 +32,8 @@ from dsum.errors import UserError
 from dsum.runs import is_run_dir, read_status, run_status
 from dsum.tracking import redact
 
+PACKAGE_DIR = Path(__file__).parent
+PROJECT_ROOT = PACKAGE_DIR.parents[1]  # src/dsum → the checkout, with pyproject.toml and uv.lock
 RECORDED_PACKAGES = ("dsum", "torch", "transformers", "tokenizers", "accelerate", "mecab-ko", "kiwipiepy", "pandas")
 STATUSES = ("running", "finished", "failed", "pruned")  # pruned: stopped early by dsum tune
 KINDS = ("train", "llm")  # what made the run: `dsum train` or `dsum llm summarize`
@@ -168,21 +170,45 @@ def mark_status(run_dir: Path, status: str, kind: str | None = None) -> None:
 
 
 def write_run_files(run_dir: Path, cfg: Config, data_paths: Iterable[Path]) -> None:
-    """config.yaml (the resolved config) and environment.json (commit, versions, data sha256 of the
-    `data_paths` that exist), both with every secret of the environment replaced by `***`."""
+    """config.yaml (the resolved config) and environment.json (commit, uncommitted changes or not,
+    uv.lock and data sha256 of the `data_paths` that exist, versions), with every secret of the
+    environment replaced by `***`."""
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / "config.yaml", redact(cfg.to_yaml()))
     hashes = {str(p): file_sha256(p) for p in dict.fromkeys(map(Path, data_paths)) if p.is_file()}
     write_json(run_dir / "environment.json", redact(environment_record(hashes)))
 
 
-def git_commit() -> str | None:
+def _git(*args: str, cwd: Path) -> str | None:
+    """git's output in `cwd`; None when git is missing or `cwd` is not in a checkout."""
     try:
-        # The commit of dsum's own checkout, wherever the command is run from.
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit(checkout: Path = PACKAGE_DIR) -> str | None:
+    """The commit of dsum's own checkout, wherever the command is run from."""
+    return (_git("rev-parse", "HEAD", cwd=checkout) or "").strip() or None
+
+
+def git_dirty(checkout: Path = PACKAGE_DIR) -> bool | None:
+    """Whether tracked files differ from the commit (so the commit alone does not reproduce the run).
+
+    Untracked files do not count, as in `git describe --dirty`: a notebook or notes left in the
+    checkout would otherwise mark every run. None when `checkout` is not a git checkout.
+    """
+    # --no-optional-locks: a read, not an index refresh that could collide with the user's own git.
+    out = _git("--no-optional-locks", "status", "--porcelain", "--untracked-files=no", cwd=checkout)
+    return None if out is None else bool(out.strip())
+
+
+def uv_lock_sha256(root: Path = PROJECT_ROOT) -> str | None:
+    """sha256 of the project's uv.lock (the exact versions `uv sync` installs); None without one,
+    as when dsum is installed from a wheel rather than run from its checkout."""
+    lock = root / "uv.lock"
+    return file_sha256(lock) if lock.is_file() else None
 
 
 def package_versions() -> dict[str, str | None]:
@@ -199,6 +225,8 @@ def environment_record(data_hashes: dict[str, str]) -> dict[str, Any]:
     """What a teammate needs to reproduce the run besides config.yaml."""
     return {
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "uv_lock_sha256": uv_lock_sha256(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),

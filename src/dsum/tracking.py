@@ -4,17 +4,26 @@ train.py talks to a `Tracker`: `log(metrics, step)` during training, then `log_p
 `log_model` and `finish` at the end. Each backend records the resolved config with secrets
 removed and writes `tracking.json` into the run directory (backend, link, run id, mode) so the
 run record and `dsum runs` can point at it. Only rank 0 of a torchrun job tracks.
+
+`tracking.log_data` also logs the run's data files at the start (`log_data`): on W&B one dataset
+artifact `data-<data_version>` per data line, whose versions v0, v1, ... are the distinct contents
+seen under that label (W&B compares the content digest with the latest version and makes no new
+version when it is the same); on MLflow the files under the run's `data/` artifacts plus their sha256
+as params (MLflow has no content store to share: each run keeps its copy). tracking.json gets the
+artifact name, version (online W&B), digest and every file's sha256 under "data".
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from dsum.atomic import write_json
 from dsum.config import Config, TrackingConfig
+from dsum.data import file_sha256
 from dsum.errors import UserError
 from dsum.runs import flatten
 
@@ -45,6 +54,32 @@ def metric_name(key: str) -> str:
     return key if "/" in key else f"train/{key}"
 
 
+def data_files(cfg: Config) -> dict[str, Path]:
+    """The run's data files that exist, by their name in the tracker: `<role>/<file name>`.
+
+    Roles: train, dev, test, sample_submission; a second training file of an already used name goes
+    under train-2/, train-3/, ... Names carry no folder of this machine, so the same data anywhere
+    gives the same names and the same W&B digest.
+    """
+    d = cfg.data
+    listed = [*(("train", p) for p in dict.fromkeys(d.train)), ("dev", d.dev), ("test", d.test), ("sample_submission", d.sample_submission)]
+    files: dict[str, Path] = {}
+    for role, path in listed:
+        if path is None or not path.is_file():
+            continue
+        folder, n = role, 1
+        while f"{folder}/{path.name}" in files:
+            n += 1
+            folder = f"{role}-{n}"
+        files[f"{folder}/{path.name}"] = path
+    return files
+
+
+def data_artifact_name(data_version: str) -> str:
+    """`data-<general.data_version>`, in the letters a W&B artifact name allows."""
+    return "data-" + re.sub(r"[^A-Za-z0-9_.-]", "-", data_version)
+
+
 class Tracker:
     """No tracking: every call is a no-op, so train.py never branches on the backend."""
 
@@ -62,6 +97,10 @@ class Tracker:
 
     def log_model(self, model_dir: Path) -> None:
         pass
+
+    def log_data(self, files: dict[str, Path]) -> dict[str, Any] | None:
+        """Log the data files (name → path, see `data_files`); what tracking.json records of them."""
+        return None
 
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         pass
@@ -119,6 +158,26 @@ class WandbTracker(Tracker):
         artifact = wandb.Artifact(f"{self.run_name}-model", type="model", metadata={"run": self.run_name})
         artifact.add_dir(str(model_dir))
         self.run.log_artifact(artifact, aliases=["best"])
+
+    def log_data(self, files: dict[str, Path]) -> dict[str, Any]:
+        import wandb
+
+        name = data_artifact_name(self.cfg.general.data_version)
+        sha256 = {entry: file_sha256(path) for entry, path in files.items()}
+        # The metadata is not part of the digest (W&B hashes entry names and contents only): the
+        # sha256s are there to match environment.json, not to tell versions apart.
+        artifact = wandb.Artifact(name, type="dataset", metadata={"sha256": sha256})
+        for entry, path in files.items():
+            artifact.add_file(str(path), name=entry)
+        if self.mode == "online":
+            # An input of this run (its page lists the data it used); waits until W&B has committed
+            # the upload, or found the same digest as the latest version, so the version is known.
+            self.run.use_artifact(artifact)
+        else:
+            # use_artifact is refused offline; `wandb sync` uploads it with the same digest check.
+            self.run.log_artifact(artifact)
+        version = None if artifact.is_draft() else artifact.version
+        return {"artifact": name, "type": "dataset", "version": version, "digest": artifact.digest, "sha256": sha256}
 
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         self.run.summary.update(redact(summary))
@@ -184,6 +243,15 @@ class MlflowTracker(Tracker):
     def log_model(self, model_dir: Path) -> None:
         self.mlflow.log_artifacts(str(model_dir), artifact_path="checkpoint-best")
 
+    def log_data(self, files: dict[str, Path]) -> dict[str, Any]:
+        sha256 = {name: file_sha256(path) for name, path in files.items()}
+        for name, path in files.items():
+            # data_files keeps each file's own name, so its folder alone places it.
+            self.mlflow.log_artifact(str(path), artifact_path=f"data/{PurePosixPath(name).parent}")
+        # Params show in the runs table: runs on the same data have the same values.
+        self.mlflow.log_params({f"data_sha256.{name}": digest for name, digest in sha256.items()})
+        return {"artifact_path": "data", "sha256": sha256}
+
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         numbers = {k.replace(".", "_"): float(v) for k, v in flatten(summary).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.mlflow.log_metrics(numbers)
@@ -215,6 +283,10 @@ class TensorBoardTracker(Tracker):
         csv = predictions.head(100).to_csv(index=False)
         self.writer.add_text("dev/predictions", "\n".join(f"    {line}" for line in csv.splitlines()))
 
+    def log_data(self, files: dict[str, Path]) -> None:
+        warn_once("tracking.log_data: TensorBoard keeps no files; the data's sha256 are in environment.json")
+        return None
+
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         for key, value in flatten(summary).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -225,15 +297,36 @@ class TensorBoardTracker(Tracker):
         return {"backend": self.backend, "url": f"tensorboard --logdir {self.log_dir}", "run_id": None, "mode": None, "dir": str(self.log_dir)}
 
 
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Print a warning the first time only (a tuning study starts a tracker per trial)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}")
+
+
 BACKENDS = {"none": Tracker, "wandb": WandbTracker, "mlflow": MlflowTracker, "tensorboard": TensorBoardTracker}
 
 
 def start_tracker(cfg: Config, run_dir: Path) -> Tracker:
-    """The configured tracker, started, with tracking.json written; a bad setup is a UserError."""
+    """The configured tracker, started, with tracking.json written; a bad setup is a UserError.
+
+    With tracking.log_data the data files are logged too, and tracking.json says how under "data".
+    """
     backend = BACKENDS[cfg.tracking.backend]
     try:
         tracker = backend(cfg, run_dir, run_dir.name)
     except ImportError as exc:
         raise UserError(f"tracking.backend={cfg.tracking.backend} needs {exc.name}; run `uv sync` or set tracking.backend=none") from None
     write_json(run_dir / "tracking.json", tracker.info())
+    if cfg.tracking.log_data:
+        try:
+            data = tracker.log_data(data_files(cfg))
+        except BaseException:
+            tracker.finish({}, failed=True)  # the caller has no tracker yet to close
+            raise
+        if data is not None:
+            write_json(run_dir / "tracking.json", {**tracker.info(), "data": data})
     return tracker

@@ -325,7 +325,8 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
                 f"{features.truncated_sources} train dialogues, {features.truncated_targets} train summaries, "
                 f"{dev_cut} dev dialogues; {len(data.special_tokens)} special tokens; {framing.describe(tokenizer)}"
             )
-            write_run_files(run_dir, cfg, [*cfg.data.train, cfg.data.dev, cfg.data.test])
+            data_files = [*cfg.data.train, cfg.data.dev, cfg.data.test, cfg.data.sample_submission]
+            write_run_files(run_dir, cfg, [path for path in data_files if path is not None])
             tracker = start_tracker(cfg, run_dir)
         trainer = build_trainer(cfg, run_dir, model, tokenizer, features, data, precision, tracker, callbacks)
         log = run_dir / "train_log.jsonl"

@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 from dsum.atomic import atomic_write_text
 from dsum.config import Config, SearchParam, TuneConfig, set_dotted, validate_config
 from dsum.errors import UserError
+from dsum.verbosity import apply_to_optuna
 
 # Stale-trial grace period, in heartbeats: long enough for a slow evaluation not to look dead.
 GRACE_HEARTBEATS = 3
@@ -48,6 +49,7 @@ def storage_url(cfg: Config) -> str:
 
 # Heartbeat retries and the matplotlib plots are marked experimental; say so once in the docs, not per call.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+apply_to_optuna()  # `dsum -q/-v` (also in a spawned worker: the level travels in DSUM_VERBOSITY)
 
 
 def open_storage(cfg: Config) -> optuna.storages.RDBStorage:
@@ -328,6 +330,12 @@ def write_results(cfg: Config, study: optuna.Study) -> dict[str, Any]:
     result.update(best_number=best.number, best_value=best.value, best_params=best.params, best_yaml=out / "best.yaml")
     result["plots"] = save_plots(study, out / "plots")
     return result
+
+
+def require_best(cfg: Config, result: dict[str, Any]) -> None:
+    """A study none of whose trials finished is an error (write_results wrote trials.csv with the reasons)."""
+    if "best_yaml" not in result:
+        raise UserError(f"no trial of study {tune_section(cfg).study_name} finished; the note column of {result['dir']}/trials.csv says why")
 
 
 def save_plots(study: optuna.Study, out: Path) -> list[Path]:

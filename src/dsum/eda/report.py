@@ -20,6 +20,7 @@ from dsum.eda import morphemes, stats
 from dsum.eda.html import render_html
 from dsum.eda.plots import Plotter, korean_font_path
 from dsum.eda.tokens import load_tokenizer, token_lengths
+from dsum.progress import progress_console
 from dsum.text import normalizer_from_config
 
 TOP_TOPICS = 20  # topics listed per split
@@ -39,7 +40,6 @@ def build_report(cfg: Config, out: Path, config_path: Path | None = None, worker
     """Reads the config's train/dev/test (and sample submission), writes `out`/report.html,
     eda.json, lengths.csv and the PNGs; returns their paths. `workers` > 1 runs the mecab-ko
     analysis in that many worker processes (see dsum.eda.morphemes.start_pool)."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     started = time.perf_counter()
@@ -54,7 +54,7 @@ def build_report(cfg: Config, out: Path, config_path: Path | None = None, worker
     total = sum(len(s) * (1 + (s.summaries is not None)) for s in splits)  # dialogues + summaries
     timings: dict[str, float] = {"read data": round(time.perf_counter() - started, 3)}
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    with Progress(*columns, console=progress_console()) as progress:
 
         @contextmanager
         def step(description: str, size: int = 1) -> Iterator:

@@ -29,6 +29,7 @@ from dsum.config import LlmConfig
 from dsum.errors import UserError
 from dsum.llm.cache import CachedAnswer, ResponseCache, request_key
 from dsum.llm.ratelimit import Interrupted, SlidingWindowLimiter
+from dsum.progress import progress_console
 
 API_KEY_ENV = "UPSTAGE_API_KEY"
 
@@ -118,7 +119,7 @@ class ChatRunner:
 
         self.cfg = cfg
         self.use_cache = use_cache  # False: never read the cache (answers are still stored)
-        self.console = console or Console(stderr=True)
+        self.console = console or progress_console()
         # The request hook tells the limiter when each request really goes out (see ratelimit.py).
         http = openai.DefaultHttpxClient(event_hooks={"request": [self._on_send]})
         self.client = openai.OpenAI(

@@ -24,6 +24,7 @@ from dsum.errors import UserError
 from dsum.llm.client import ChatRequest, ChatRunner, RunStats, report_table
 from dsum.llm.prompts import Shot, ShotRetriever, chat_messages, clean_answer
 from dsum.metric import Score, get_tokenizer, score_texts
+from dsum.progress import progress_console
 from dsum.rundir import claim_run_dir, mark_status, write_run_files
 from dsum.submission import write_checked_submission, write_dev_predictions
 from dsum.text import normalizer_from_config
@@ -41,7 +42,7 @@ def summarize_split(
 ) -> SummarizeResult:
     if split not in ("dev", "test"):
         raise UserError(f"--split must be dev or test, not {split!r}")
-    console = console or Console(stderr=True)
+    console = console or progress_console()
     split_path = cfg.data.dev if split == "dev" else cfg.data.test
     examples = read_examples(split_path, require_summary=split == "dev")
     if limit is not None:
