@@ -9,7 +9,7 @@ from conftest import REPO, run_dsum
 
 VERBS = [
     ["config", "show"], ["config", "schema"], ["data", "check"], ["data", "preprocess"], ["score"], ["train"], ["predict"],
-    ["submission", "check"], ["runs"], ["runs", "compare"], ["doctor"], ["tune"],
+    ["submission", "check"], ["runs"], ["runs", "compare"], ["doctor"], ["tune"], ["average"], ["ensemble", "mbr"],
 ]
 
 

@@ -10,12 +10,17 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import REPO, run_dsum, tiny_overrides
 from matplotlib.image import imread
 
+from dsum import generate
 from dsum.config import load_config
+from dsum.data import read_predictions
+from dsum.ensemble import run_mbr
 from dsum.errors import UserError
+from dsum.predict import predict
 from dsum.record import resolve_parent, write_record
 from dsum.rundir import mark_status
 from dsum.runs import compare_runs, list_runs, run_status
@@ -140,6 +145,17 @@ def test_compare_shows_config_and_metric_diff_and_draws_curves(runs, tmp_path):
     assert all(key.split(".")[0] not in ("model", "data") for key, _, _ in comparison.config)
     assert comparison.metrics[0] == ("score", a, b, pytest.approx(b - a))
 
+    # Gain or noise: the paired bootstrap over the dev rows both scored, and each run's topic halves.
+    boot = comparison.bootstrap
+    assert (boot.a, boot.b, boot.diff) == (pytest.approx(a), pytest.approx(b), pytest.approx(b - a))
+    assert boot.rows == 20 and boot.resamples == 1000 and boot.low <= boot.diff <= boot.high
+    assert f"paired bootstrap over dev rows: demo-2 − demo {b - a:+.2f}" in result.stdout
+    assert set(comparison.halves) == {"demo", "demo-2"} and comparison.halves["demo"].topics == 20
+    assert comparison.halves["demo"].score == pytest.approx(a)
+    assert "demo topic halves: mean |public − private|" in result.stdout
+    same = compare_runs("demo", "demo", runs, tmp_path / "same.png").bootstrap
+    assert same.low <= 0.0 <= same.high and same.diff == 0.0 and same.b_wins == 0.0
+
 
 def test_compare_unknown_run_names_the_available_ones(runs):
     result = run_dsum("runs", "compare", "demo", "demo-9", "--dir", str(runs))
@@ -166,6 +182,7 @@ def test_record_has_scores_parent_diff_and_no_secrets(runs, tmp_path, monkeypatc
     assert "| training.learning_rate | 0.003 | 0.001 |" in text
     assert "general.parent |" not in text  # always differs, says nothing about the change
     assert "## Purpose\n\nlower learning rate" in text
+    assert "- paired bootstrap over dev rows: this run − parent " in text and "topic halves: mean |public − private|" in text
     assert text.rstrip().endswith("## Insights / next steps")
     assert secret not in text
 
@@ -175,6 +192,7 @@ def test_record_has_scores_parent_diff_and_no_secrets(runs, tmp_path, monkeypatc
         {"backend": "wandb", "url": None, "run_id": "abc123", "mode": "offline", "dir": "wandb/offline-run-x"}))
     text = write_record(root, load_config(root / "config.yaml"), _metrics(root)).read_text()
     assert "no parent" in text and "`wandb sync wandb/offline-run-x`" in text
+    assert "- no parent with dev_predictions.csv to compare with" in text
 
 
 def test_unknown_parent_is_a_user_error(runs):
@@ -184,3 +202,39 @@ def test_unknown_parent_is_a_user_error(runs):
     by_path = load_config(runs / "demo" / "config.yaml", [f"general.parent={runs / 'demo-2'}"])
     assert resolve_parent(by_path) == runs / "demo-2"
     assert [r.name for r in list_runs(runs, sort="name")] == ["demo", "demo-2"]
+
+
+def test_predict_candidates_writes_the_k_best_beams_for_mbr(runs, tmp_path, monkeypatch):
+    cfg = load_config(runs / "demo" / "config.yaml")  # generation.num_beams 2
+    out = tmp_path / "dev_submission.csv"
+    result = predict(cfg, runs / "demo", "dev", out, candidates=2)
+    candidates = pd.read_csv(result["candidates"], dtype={"summary": str}, keep_default_na=False)
+    assert result["candidates"] == str(tmp_path / "dev_submission_candidates.csv")
+    assert list(candidates.columns) == ["fname", "rank", "kind", "summary"]
+    submission = read_predictions(out)
+    assert candidates["fname"].tolist() == [f for f in submission for _ in (1, 2)]
+    assert candidates["rank"].tolist() == [1, 2] * len(submission)
+    assert set(candidates["kind"]) == {"beam"}
+    best = candidates[candidates["rank"] == 1]
+    assert dict(zip(best["fname"], best["summary"])) == submission  # rank 1 is the submission's summary
+    assert result["score"] == pytest.approx(_metrics(runs / "demo")["dev"]["score"])
+
+    # A candidates file is one source per rank; a run's dev_predictions.csv is one source too.
+    files = run_mbr([Path(result["candidates"]), runs / "demo-2" / "dev_predictions.csv"], tmp_path / "mbr.csv", gold=cfg.data.dev)
+    assert files.result.labels == ["dev_submission_candidates#1", "dev_submission_candidates#2", "dev_predictions"]
+    assert files.gold.scores["dev_submission_candidates#1"] == pytest.approx(result["score"])
+    assert files.gold.scores["dev_predictions"] == pytest.approx(_metrics(runs / "demo-2")["dev"]["score"])
+    assert sum(files.result.wins().values()) == 20 and (tmp_path / "mbr_record.md").is_file()
+    # Samples: drawn after the beams, seeded by general.seed (the same file twice). The tiny model's
+    # next-token probabilities are all below the 0.02 cut (it would draw its greedy summary): cut lower.
+    monkeypatch.setitem(generate.SAMPLING, "epsilon_cutoff", 1e-4)
+    drawn = predict(cfg, runs / "demo", "dev", tmp_path / "sampled.csv", samples=3)["candidates"]
+    sampled = pd.read_csv(drawn, dtype={"summary": str}, keep_default_na=False)
+    assert sampled["kind"].tolist() == ["beam", "sample", "sample", "sample"] * 20
+    assert sampled["rank"].tolist() == [1, 2, 3, 4] * 20
+    assert dict(zip(sampled["fname"][::4], sampled["summary"][::4])) == submission
+    assert sampled["summary"][sampled["kind"] == "sample"].nunique() > 20  # draws differ from each other
+    again = predict(cfg, runs / "demo", "dev", tmp_path / "again.csv", samples=3)["candidates"]
+    assert pd.read_csv(again, dtype={"summary": str}, keep_default_na=False).equals(sampled)
+    with pytest.raises(UserError, match=r"--candidates 3: .*1 ≤ K ≤ generation.num_beams \(2\)"):
+        predict(cfg, runs / "demo", "dev", out, candidates=3)

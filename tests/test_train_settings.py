@@ -122,3 +122,31 @@ def test_predict_names_what_it_expected_in_a_folder_without_a_model(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "holds no model" in result.stderr and "config.json" in result.stderr
     assert "sentencepiece" not in result.stderr
+
+
+def test_the_folds_of_one_pool_add_the_same_tokens_in_the_same_order(tmp_path):
+    """Each fold sees the whole pool (its train + its held-out dev) and the test dialogues, so its
+    models share one vocabulary: logit ensembles and weight averages of the folds need it."""
+    import pandas as pd
+
+    from dsum.train import load_data
+
+    pool = pd.read_csv(REPO / "data/sample/train.csv")
+    pool.loc[0, "summary"] = "#Zed#와 #Zed#가 만납니다."  # a token only in a summary
+    pool.loc[50, "dialogue"] = "#Person1#: #Bar#에게 전화해요.\n#Person2#: 네."
+    pool.iloc[:40].to_csv(tmp_path / "a.csv", index=False)
+    pool.iloc[40:].to_csv(tmp_path / "b.csv", index=False)
+    tokens = []
+    for train_file, dev_file in (("a.csv", "b.csv"), ("b.csv", "a.csv")):
+        cfg = load_config(REPO / "configs/demo.yaml", [f"data.train=[{tmp_path / train_file}]", f"data.dev={tmp_path / dev_file}"])
+        tokens.append(load_data(cfg).special_tokens)
+    assert tokens[0] == tokens[1]
+    assert tokens[0][-2:] == ["#Zed#", "#Bar#"]  # after the 15 standard ones: most frequent first
+
+
+def test_greedy_decoding_trains_and_saves(tmp_path):
+    """num_beams 1 with the default early_stopping: transformers refuses to save such a generation config."""
+    cfg = load_config(REPO / "configs/demo.yaml", [*TINY, f"general.output_dir={tmp_path / 'runs'}", "training.epochs=1", "generation.num_beams=1"])
+    run_dir = train(cfg)
+    assert (run_dir / "checkpoint-best" / "generation_config.json").is_file()
+    assert (run_dir / "metrics.json").is_file()

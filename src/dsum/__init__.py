@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __version__ = version("dsum")
 
 __all__ = [
-    "UserError", "check_data", "check_submission", "eda", "list_runs", "load_config", "predict", "score",
+    "UserError", "check_data", "check_submission", "eda", "list_runs", "load_config", "mbr", "predict", "score",
     "set_verbosity", "train", "tune", "__version__",
 ]
 
@@ -57,23 +57,37 @@ def _api(function):
 
 
 @_api
-def train(cfg: Config, resume: bool | str | Path = False) -> Path:
+def train(cfg: Config, resume: bool | str | Path = False, folds: int | None = None, folds_include_dev: bool = False) -> Path:
     """`dsum train`: fine-tune, keep the best checkpoint by the board's score, score dev, write the
     test submission; returns the run directory. `resume`: True continues this config's unfinished
-    run, a path names the run to continue (--resume / --resume-dir)."""
+    run, a path names the run to continue (--resume / --resume-dir). `folds`: K fold runs, the
+    out-of-fold score and a fold-ensemble submission (--folds, --folds-include-dev); returns their
+    parent directory."""
+    if folds is not None:
+        from dsum.folds import train_folds
+
+        return train_folds(cfg, folds, folds_include_dev)
     from dsum.train import train as run_training
 
     return run_training(cfg, resume=Path(resume) if isinstance(resume, str) else resume)
 
 
 @_api
-def predict(cfg: Config, checkpoint: str | Path, split: str = "dev", out: str | Path | None = None) -> dict:
+def predict(
+    cfg: Config, checkpoint: str | Path | list, split: str = "dev", out: str | Path | None = None, candidates: int | None = None,
+    samples: int | None = None,
+) -> dict:
     """`dsum predict`: summaries of a split with a checked submission at `out` (default: beside the
     checkpoint); returns {"path", and on dev "score", "rouge1", "rouge2", "rougeL", "rows"}.
-    `checkpoint` is a model folder or a run directory (its checkpoint-best)."""
+    `checkpoint` is a model folder or a run directory (its checkpoint-best), or a list of them: a
+    logit ensemble (--checkpoint repeated). `candidates=K`
+    (--candidates K): also the K best beams per row, `samples=S` (--samples S) S drawn summaries per
+    row, in one candidates file, its path under "candidates"."""
     from dsum.predict import predict as run_predict
 
-    return run_predict(cfg, Path(checkpoint), split, Path(out) if out is not None else None)
+    # A list of checkpoints is a logit ensemble (--checkpoint repeated).
+    checkpoints = [Path(c) for c in checkpoint] if isinstance(checkpoint, (list, tuple)) else Path(checkpoint)
+    return run_predict(cfg, checkpoints, split, Path(out) if out is not None else None, candidates, samples)
 
 
 @_api
@@ -135,6 +149,19 @@ def list_runs(output_dir: str | Path = "runs", sort: str = "score") -> list[dict
     from dsum.runs import rows_as_dicts
 
     return rows_as_dicts(read_runs(Path(output_dir), sort))
+
+
+@_api
+def mbr(
+    preds: Sequence[str | Path], out: str | Path, gold: str | Path | None = None,
+    weights: Sequence[float] | None = None, source_weights: Sequence[float] | None = None, analyser: str = "mecab",
+):
+    """`dsum ensemble mbr`: per row, the candidate the others agree with most (board ROUGE); writes `out`
+    and its `_rows.csv` (with gold also `_record.md`); returns .result (.summaries, .choice, .wins())
+    and .gold (.scores, .mbr, .oracle, .bootstrap, .halves) or None."""
+    from dsum.ensemble import run_mbr
+
+    return run_mbr([Path(p) for p in preds], Path(out), Path(gold) if gold is not None else None, weights, source_weights, analyser)
 
 
 class _Api(types.ModuleType):

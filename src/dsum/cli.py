@@ -30,6 +30,8 @@ llm_app = typer.Typer(help="Summaries from an OpenAI-compatible chat API (Upstag
 app.add_typer(llm_app, name="llm")
 runs_app = typer.Typer()  # help: the docstring of runs_list below
 app.add_typer(runs_app, name="runs")
+ensemble_app = typer.Typer(help="Combine several models' summaries: MBR choice among candidates.", no_args_is_help=True)
+app.add_typer(ensemble_app, name="ensemble")
 
 console = Console()
 ConfigOption = typer.Option(..., "--config", "-c", help="YAML recipe, e.g. configs/demo.yaml.")
@@ -186,6 +188,10 @@ def train(
         None, "--resume-dir", help="Continue this run directory from its last checkpoint (implies --resume)."
     ),
     parent: Optional[str] = typer.Option(None, "--parent", help="The run this one changes (name under runs/ or a path): record.md shows the config diff."),
+    folds: Optional[int] = typer.Option(
+        None, "--folds", help="K-fold: K runs under runs/<name>-folds/ (folds stratified by topic), the out-of-fold score, a fold-ensemble submission."
+    ),
+    folds_include_dev: bool = typer.Option(False, "--folds-include-dev", help="With --folds: dev rows join the folded pool."),
 ) -> None:
     """Fine-tune a seq2seq model; keep the best checkpoint by the board's score; write a test submission.
 
@@ -196,11 +202,23 @@ def train(
     Ctrl-C, --resume continues the run of this config (runs/<name> or <name>-N) that did not finish
     and has the newest checkpoint; --resume-dir runs/<name> names the run to continue.
 
+    --folds K trains K fold runs (a rerun trains only the folds that did not finish), prints the
+    out-of-fold score with each fold's, and writes the fold ensemble's submission (ensemble.method).
+
     Example: dsum train -c configs/demo.yaml --parent demo
     """
     from dsum.train import train as run_training
 
     overrides = [*set_, f"general.parent={parent}"] if parent else set_
+    if folds is not None or folds_include_dev:
+        from dsum.folds import train_folds
+
+        if folds is None:
+            raise UserError("--folds-include-dev needs --folds K, e.g. dsum train -c CONFIG --folds 5 --folds-include-dev")
+        if resume or resume_dir:
+            raise UserError("--resume does not go with --folds: rerun the same --folds command, it trains only the folds that did not finish")
+        print(f"folds: {train_folds(_load(config, overrides), folds, folds_include_dev)}")
+        return
     run_dir = run_training(_load(config, overrides), resume=resume_dir or resume)
     print(f"run directory: {run_dir}")
 
@@ -208,21 +226,60 @@ def train(
 @app.command("predict")
 def predict(
     config: Path = ConfigOption,
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A saved model folder, e.g. runs/<name>/checkpoint-best."),
+    checkpoint: list[Path] = typer.Option(
+        ..., "--checkpoint", help="A saved model folder, e.g. runs/<name>/checkpoint-best; repeat it for a logit ensemble of models sharing a tokenizer."
+    ),
     split: str = typer.Option("test", "--split", help="test or dev."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default: beside the checkpoint)."),
+    candidates: Optional[int] = typer.Option(
+        None, "--candidates", help="Also write the K best beams per row (K ≤ generation.num_beams) to <out stem>_candidates.csv, for dsum ensemble mbr."
+    ),
+    samples: Optional[int] = typer.Option(
+        None, "--samples", help="Also draw S summaries per row (epsilon sampling, seeded by general.seed) into the candidates file."
+    ),
     set_: list[str] = SetOption,
 ) -> None:
     """Generate summaries for a split and write a checked submission; on dev also print the score.
+
+    --candidates K adds <out stem>_candidates.csv (fname,rank,kind,summary; rank 1 = the submission's
+    summary); --samples S adds S drawn summaries per row to it (kind sample, after the beams).
+    --checkpoint A --checkpoint B: one beam search over the models' mean log-probabilities (one tokenizer).
 
     Example: dsum predict -c configs/demo.yaml --checkpoint runs/<name>/checkpoint-best --split test
     """
     from dsum.predict import predict as run_predict
 
-    result = run_predict(_load(config, set_), checkpoint, split, out)
+    result = run_predict(_load(config, set_), checkpoint if len(checkpoint) > 1 else checkpoint[0], split, out, candidates, samples)
     if "score" in result:
         print(f"dev board score {result['score']:.2f} (R1 {result['rouge1']:.4f} R2 {result['rouge2']:.4f} RL {result['rougeL']:.4f})")
     print(f"submission: {result['path']} (passed the submission check)")
+    if "candidates" in result:
+        print(f"candidates: {result['candidates']} (dsum ensemble mbr {result['candidates']} --out ...)")
+
+
+@app.command("average")
+def average(
+    checkpoints: list[Path] = typer.Argument(..., help="Model folders (or run directories) of one architecture and tokenizer, or LoRA adapters of one base."),
+    out: Path = typer.Option(..., "--out", help="New folder for the averaged checkpoint (never overwritten)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="One weight per checkpoint, e.g. 1,1,2 (normalised; default equal)."),
+) -> None:
+    """Average the weights of checkpoints (the last epochs of a run, the models of K folds) into one.
+
+    Full models: the weighted mean of every tensor. LoRA adapters: peft's weighted merge ("cat"),
+    whose delta is the weighted mean of the adapters' deltas. Predict with it as with any checkpoint.
+
+    Example: dsum average runs/fold0 runs/fold1 runs/fold2 --out runs/folds-avg/checkpoint-best
+    """
+    from dsum.average import average_checkpoints
+
+    values = None
+    if weights:
+        try:
+            values = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise UserError(f"--weights {weights!r}: give numbers separated by commas, one per checkpoint, e.g. 1,1,2") from None
+    folder = average_checkpoints(checkpoints, out, values)
+    print(f"averaged {len(checkpoints)} checkpoints: {folder}")
 
 
 @app.command("eda")
@@ -345,6 +402,10 @@ def runs_compare(
 ) -> None:
     """Config keys that differ, metrics side by side (B − A), and a PNG of both learning curves.
 
+    With both runs' dev_predictions.csv: a paired bootstrap of B − A over the dev rows (seeded,
+    1,000 resamples: the difference, its 95% interval, how often B wins) and each run's spread over
+    random topic halves of dev (the board splits public/private by topic).
+
     Example: dsum runs compare demo demo-2
     """
     from dsum.runs import compare_runs, format_metric, format_value
@@ -364,7 +425,56 @@ def runs_compare(
         metrics.add_row(name, format_metric(name, a), format_metric(name, b), format_metric(name, diff, signed=True))
     console.print(config)
     console.print(metrics)
+    if result.bootstrap is not None:
+        print(f"paired bootstrap over dev rows: {result.bootstrap.line(result.a.name, result.b.name)}")
+    for name, halves in (result.halves or {}).items():
+        print(f"{name} {halves.line()}")
     print(f"learning curves: {result.plot}")
+
+
+@ensemble_app.command("mbr")
+def ensemble_mbr(
+    preds: list[Path] = typer.Argument(..., help="Prediction files (fname,summary), runs' dev_predictions.csv and/or candidates files (fname,rank,kind,summary) of one split."),
+    out: Path = typer.Option(..., "--out", help="The chosen summaries, in submission layout; beside it <stem>_rows.csv (and with --gold <stem>_record.md)."),
+    gold: Optional[Path] = typer.Option(None, "--gold", help="References (dev.csv): score each source, MBR and the oracle; bootstrap MBR vs the best source."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="R1,R2,RL weights of the metric MBR maximises (default 1,1,1 = the board score), e.g. 1,2,1.5."),
+    source_weights: Optional[str] = typer.Option(None, "--source-weights", help="One weight per PRED file (default 1 each): how much agreeing with its candidates counts."),
+    analyser: str = typer.Option("mecab", "--analyser", help="Morpheme analyser of the metric: mecab (the board's), kiwi or whitespace."),
+    sample: Optional[Path] = typer.Option(None, "--sample", help="sample_submission.csv whose layout OUT takes (default ,fname,summary)."),
+) -> None:
+    """Per row, the candidate with the highest expected board ROUGE against the other candidates (MBR).
+
+    Ties go to the first source in the order given. A candidates file counts as K sources (<stem>#rank).
+
+    Example: dsum ensemble mbr runs/a/dev_submission.csv runs/b/dev_submission.csv runs/c/dev_submission.csv --out runs/mbr/dev.csv --gold data/dev.csv
+    """
+    import time
+
+    from dsum.ensemble import parse_weights, run_mbr
+
+    started = time.perf_counter()
+    files = run_mbr(
+        preds, out, gold, parse_weights(weights, 3, "--weights"), parse_weights(source_weights, len(preds), "--source-weights"),
+        analyser, sample,
+    )
+    result, report = files.result, files.gold
+    table = Table(title=f"MBR over {len(result.labels)} candidates per row, {len(result.fnames)} rows")
+    table.add_column("source", overflow="fold")
+    if report is not None:
+        table.add_column("score", justify="right")
+    table.add_column("rows won", justify="right")
+    for label, won in result.wins().items():
+        table.add_row(label, *([f"{report.scores[label]:.2f}"] if report is not None else []), str(won))
+    if report is not None:
+        table.add_section()
+        table.add_row("[bold]MBR[/]", f"[bold]{report.mbr:.2f}[/]", str(len(result.fnames)))
+        table.add_row("oracle (best per row)", f"{report.oracle:.2f}", "-")
+    console.print(table)
+    if report is not None:
+        print(f"paired bootstrap over dev rows: {report.bootstrap.line(report.best_source, 'MBR')}")
+        if report.halves:
+            print(f"MBR {report.halves.line()}")
+    print(f"chosen summaries: {files.out} (per row: {files.rows}{f'; record: {files.record}' if files.record else ''}) in {time.perf_counter() - started:.1f} s")
 
 
 @app.command("doctor")

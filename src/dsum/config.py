@@ -151,6 +151,24 @@ class GenerationConfig(Section):
     at most 4 × eval_batch_size rows), so short dialogues go in bigger batches; same outputs (bar float
     rounding in a rare near-tie of beams), same peak encoder memory. False = fixed batches of
     eval_batch_size. Evaluation inside training uses the same generator and batches."""
+    length_control: Literal["none", "buckets"] = "none"
+    """none = every row gets max_new_tokens. buckets = `dsum train` fits, on the training rows, the summary length
+    (tokens) per dialogue-length bucket and each row generates between its bucket's min and max new tokens
+    (saved with the checkpoint, so evaluation, dsum predict and ensembles use the same buckets)."""
+    length_buckets: int = Field(10, ge=1)
+    """length_control=buckets: how many buckets, cut at quantiles of the training dialogues' token lengths."""
+    length_min_quantile: float = Field(0.05, ge=0, le=1)
+    """length_control=buckets: a bucket's min new tokens = this quantile of its training summaries' lengths."""
+    length_max_quantile: float = Field(0.95, ge=0, le=1)
+    """length_control=buckets: a bucket's max new tokens = this quantile of its summaries' lengths + 1 (the eos),
+    never above max_new_tokens."""
+
+
+class EnsembleConfig(Section):
+    method: Literal["mbr", "logits", "average"] = "mbr"
+    """How several models make one submission (the folds of `dsum train --folds K`): mbr = per row, the candidate
+    summary closest (board ROUGE) to the others; logits = one beam search over the models' averaged log-probabilities;
+    average = one model whose parameters are the models' mean."""
 
 
 class MetricConfig(Section):
@@ -342,6 +360,8 @@ class Config(Section):
     """Decoding settings of evaluation, dsum predict and ensembles."""
     metric: MetricConfig = MetricConfig()
     """The board's ROUGE: which morpheme analyser."""
+    ensemble: EnsembleConfig = EnsembleConfig()
+    """Combining several models' summaries or weights (fold ensembles)."""
     tracking: TrackingConfig = TrackingConfig()
     """Experiment tracking: W&B, MLflow or TensorBoard."""
     tune: TuneConfig | None = None

@@ -28,12 +28,17 @@ from typing import Sequence
 import torch
 
 from dsum.config import GenerationConfig
+from dsum.length_control import limits, model_buckets, split_batches
 from dsum.precision import autocast
 from dsum.tokenization import SummaryDecoder, encode_sources, framing_for
 
 # A token-budget batch holds at most this many times batch_size rows: the decoder's self-attention
 # cache and each step's logits (rows × beams × vocab) grow with the row count, not the source length.
 MAX_BATCH_GROWTH = 4
+
+# Candidates drawn for MBR (dsum predict --samples): epsilon sampling, tokens below probability 0.02
+# cut, the choice of MBR studies (Freitag et al. 2023, "Epsilon sampling rocks").
+SAMPLING = {"do_sample": True, "epsilon_cutoff": 0.02, "top_k": 0}
 
 
 def generation_kwargs(gen: GenerationConfig) -> dict:
@@ -42,7 +47,8 @@ def generation_kwargs(gen: GenerationConfig) -> dict:
         no_repeat_ngram_size=gen.no_repeat_ngram_size,
         length_penalty=gen.length_penalty,
         max_new_tokens=gen.max_new_tokens,
-        early_stopping=gen.early_stopping,
+        # A beam search setting: with one beam transformers refuses to save a config that sets it.
+        early_stopping=gen.early_stopping if gen.num_beams > 1 else False,
     )
 
 
@@ -104,30 +110,38 @@ def generate_summaries(
     precision: str = "fp32",
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
-) -> list[str | None]:
+    num_return_sequences: int = 1,
+    sampling: bool = False,
+) -> list:
     """Summaries for `dialogues`, in their order, generated in length-sorted batches.
 
     The one generator: evaluation inside training, dsum predict and dsum tune all call it.
     Batches are token-budget batches when gen.batch_by_tokens is set (see length_batches).
     shard=(rank, world): generate only every world-th batch from rank on (None for the other rows):
     the batches are the ones one process would form, so the summaries are the same too.
+    num_return_sequences=K > 1 (K ≤ num_beams): each dialogue's K best beams, best first, as a list.
+    sampling: draw the sequences instead (epsilon sampling, SAMPLING; seed torch first; gen.num_beams 1).
     """
     from tqdm.auto import tqdm
 
-    results: list[str | None] = [None] * len(dialogues)
-    steps = iter_generate(model, tokenizer, dialogues, gen, batch_size, max_source_length, precision, shard)
+    results: list = [None] * len(dialogues)
+    k = num_return_sequences
+    steps = iter_generate(model, tokenizer, dialogues, gen, batch_size, max_source_length, precision, shard, k, sampling)
     n_batches = next(steps)
     for batch, texts in tqdm(steps, total=n_batches, desc="generate", unit="batch", disable=not progress):
-        for index, text in zip(batch, texts):
-            results[index] = text
+        for j, index in enumerate(batch):
+            # generate returns batch × K rows, each dialogue's K sequences together, best first.
+            results[index] = texts[j] if k == 1 else texts[j * k : (j + 1) * k]
     return results
 
 
 def iter_generate(
     model, tokenizer, dialogues: Sequence[str], gen: GenerationConfig, batch_size: int, max_source_length: int,
-    precision: str = "fp32", shard: tuple[int, int] = (0, 1),
+    precision: str = "fp32", shard: tuple[int, int] = (0, 1), num_return_sequences: int = 1, sampling: bool = False,
 ):
     """generate_summaries one batch at a time: yields the number of batches, then (indices, summaries) per batch.
+
+    With num_return_sequences=K, each batch's summaries are len(indices) × K, grouped by dialogue.
 
     The first next() does the tokenizing and batching; each later one generates one batch.
     """
@@ -137,16 +151,124 @@ def iter_generate(
     framing = framing_for(model.config, tokenizer)
     decode = SummaryDecoder(tokenizer, framing)
     encoded, _ = encode_sources(tokenizer, framing, dialogues, max_source_length)
-    batches = length_batches([len(ids) for ids in encoded], batch_size, max_source_length, gen.batch_by_tokens)
+    lengths = [len(ids) for ids in encoded]
+    batches = length_batches(lengths, batch_size, max_source_length, gen.batch_by_tokens)
+    # generation.length_control=buckets: batches cut at bucket boundaries, each with its bucket's min/max new tokens.
+    buckets = model_buckets(model, gen)
+    if buckets:
+        batches = split_batches(batches, lengths, buckets)
     rank, world = shard
     batches = batches[rank::world]
     yield len(batches)
     kwargs = generation_kwargs(gen)
+    if num_return_sequences > 1:
+        kwargs["num_return_sequences"] = num_return_sequences
+    if sampling:
+        kwargs.update(SAMPLING)
     try:
         for batch in batches:
             with torch.inference_mode(), autocast(precision, device):
                 inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-                output = model.generate(**inputs, **kwargs, **beam_search_cache(model, gen))  # a fresh cache per call
+                row_limits = limits(buckets, lengths[batch[0]]) if buckets else {}
+                output = model.generate(**inputs, **{**kwargs, **row_limits}, **beam_search_cache(model, gen))  # a fresh cache per call
             yield batch, decode(output.tolist())
     finally:
         model.train(was_training)  # evaluation inside training hands the model back in training mode
+
+
+class LogitEnsemble(torch.nn.Module):
+    """Several seq2seq models that share a tokenizer, generating as one: `dsum predict --checkpoint A --checkpoint B`.
+
+    One beam search runs over the members' *averaged log-probabilities*: at every step each candidate
+    token scores (1/N) Σ_i log p_i(token | prefix, dialogue), a product of experts; the mean is not
+    renormalised, so two identical members score exactly what one does ((x + x) / 2 == x in floats).
+
+    The search is the first member's own `generate` (the same beam search, length penalty, n-gram ban
+    and stopping as a single model), with one logits processor that adds the other members' log-probs.
+    Each other member keeps its own encoder output and cache; the processor finds each beam's parent
+    by its prefix (beams are extensions of the previous step's beams) and reorders that cache.
+    An ensemble of one is its member: generate is the member's generate, untouched.
+    It quacks like a model for iter_generate: config, generation_config, parameters(), eval(), generate().
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.config = members[0].config
+        self.generation_config = members[0].generation_config
+        self.eval()  # inference only: iter_generate hands it (and so its members) back in eval mode
+
+    def generate(self, input_ids, attention_mask=None, **kwargs):
+        lead = self.members[0]
+        if len(self.members) == 1:
+            return lead.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        from transformers import LogitsProcessorList
+
+        beams = kwargs.get("num_beams") or lead.generation_config.num_beams or 1
+        others = _MemberScores(list(self.members[1:]), input_ids, attention_mask, beams)
+        processors = LogitsProcessorList([*kwargs.pop("logits_processor", []), others])
+        return lead.generate(input_ids=input_ids, attention_mask=attention_mask, logits_processor=processors, **kwargs)
+
+
+class _MemberScores:
+    """A LogitsProcessor: the lead member's scores → the members' mean log-probabilities.
+
+    Beam search hands processors log-probs (log_softmax first); greedy search hands raw logits,
+    whose log_softmax is taken (the argmax is unchanged). Tokens that generate's own processors
+    banned in the lead's scores (-inf: repeated n-grams, min length) stay banned, and a token they
+    force (eos at the last step: the only finite score) stays forced. Sampling (--samples) thus draws
+    from the softmax of the mean log-probs, among the tokens the lead's epsilon cut keeps.
+    """
+
+    def __init__(self, members, input_ids, attention_mask, beams: int):
+        self.members, self.beams = members, beams
+        self.log_probs_given = beams > 1
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        self.attention_mask = attention_mask.repeat_interleave(beams, dim=0)
+        # Encoders run once per batch, on the dialogues (not the beams), as generate does.
+        self.encoded = [
+            m.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True) for m in members
+        ]
+        for output in self.encoded:
+            output.last_hidden_state = output.last_hidden_state.repeat_interleave(beams, dim=0)
+        self.caches = [None] * len(members)
+        self.previous: torch.Tensor | None = None
+
+    def _parents(self, sequences: torch.Tensor) -> torch.Tensor | None:
+        """Row of the previous step each beam extends (None: the same rows in the same order)."""
+        previous, rows = self.previous.tolist(), sequences[:, :-1].tolist()
+        where = {(index // self.beams, tuple(ids)): index for index, ids in enumerate(previous)}
+        parents = [where[(index // self.beams, tuple(ids))] for index, ids in enumerate(rows)]
+        if parents == list(range(len(parents))):
+            return None
+        return torch.tensor(parents, device=sequences.device)
+
+    def __call__(self, sequences: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        first = self.previous is None
+        parents = None if first else self._parents(sequences)
+        banned = scores == float("-inf")
+        total = scores if self.log_probs_given else torch.log_softmax(scores.float(), dim=-1)
+        for i, member in enumerate(self.members):
+            if first:
+                config = member.config.get_text_config(decoder=True)
+                self.caches[i] = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+            elif parents is not None:
+                # Beams only move within their own dialogue, whose beams share one encoder output:
+                # the cross-attention cache is the same for all of them (as in generate.py's cache).
+                self.caches[i].self_attention_cache.reorder_cache(parents)
+            # The member's own input preparation, as generate does it: the same ids, masks and cache,
+            # so two identical members give bit-identical log-probs.
+            inputs = member.prepare_inputs_for_generation(
+                sequences, next_sequence_length=None if first else 1, cache=self.caches[i],
+                attention_mask=self.attention_mask, encoder_outputs=self.encoded[i], use_cache=True,
+            )
+            output = member(**inputs, return_dict=True)  # the cache is updated in place
+            total = total + torch.log_softmax(output.logits[:, -1, :].float(), dim=-1)
+        self.previous = sequences
+        mean = (total / (len(self.members) + 1)).masked_fill(banned, float("-inf"))
+        # A token forced by generate (forced eos at max length: one finite score) stays forced as the lead has it.
+        forced = (~banned).sum(dim=-1, keepdim=True) == 1
+        return torch.where(forced, scores, mean)

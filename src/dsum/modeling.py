@@ -187,3 +187,36 @@ def build_tiny_model(tiny: TinyModelConfig, tokenizer):
     torch.manual_seed(0)  # the same config always builds the same starting weights
     config = tiny_config(tiny, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     return AutoModelForSeq2SeqLM.from_config(config)
+
+
+def check_same_tokenizer(folders: Sequence[Path], tokenizers: Sequence) -> None:
+    """Ensembles and averages mix ids: every checkpoint must hold the first one's vocabulary, id for id."""
+    first = tokenizers[0].get_vocab()
+    for folder, tokenizer in zip(folders[1:], tokenizers[1:]):
+        vocab = tokenizer.get_vocab()
+        if vocab != first:
+            differ = len(set(vocab.items()) ^ set(first.items())) // 2 or abs(len(vocab) - len(first))
+            raise UserError(
+                f"{folder} has another vocabulary than {folders[0]} ({len(vocab)} vs {len(first)} tokens, "
+                f"{differ} differ): combine only checkpoints trained with one tokenizer and the same data tokens"
+            )
+
+
+def load_ensemble(folders: Sequence[Path]):
+    """(LogitEnsemble, tokenizer) of several checkpoint folders sharing a tokenizer and framing."""
+    from dsum.generate import LogitEnsemble
+
+    loaded = [load_pretrained(folder) for folder in folders]
+    models, tokenizers = [m for m, _ in loaded], [t for _, t in loaded]
+    check_same_tokenizer(folders, tokenizers)
+    for folder, model in zip(folders, models):
+        if not getattr(model.config, "is_encoder_decoder", False):
+            raise UserError(f"{folder} is a decoder-only model: logit ensembles take seq2seq models for now (or use dsum ensemble mbr)")
+    framings = [framing_for(m.config, tokenizers[0]) for m in models]
+    for folder, framing in zip(folders[1:], framings[1:]):
+        if framing != framings[0]:
+            raise UserError(
+                f"{folder} frames examples as {framing.architecture} and {folders[0]} as {framings[0].architecture}: "
+                "an ensemble needs models of one architecture family"
+            )
+    return LogitEnsemble(models), tokenizers[0]

@@ -73,6 +73,10 @@ def render_record(run_dir: Path, cfg: Config, metrics: dict, parent_dir: Path | 
         "",
         parent_section(cfg, parent_dir),
         "",
+        "## Gain or noise",
+        "",
+        noise_section(run_dir, cfg, parent_dir),
+        "",
         "## Insights / next steps",
         "",
         "",
@@ -191,6 +195,24 @@ def parent_section(cfg: Config, parent_dir: Path | None) -> str:
     if not diff:
         return f"{header}; same config as the parent"
     return f"{header}\n\n" + table(("key", "parent", "this run"), [(k, format_value(a), format_value(b)) for k, a, b in diff])
+
+
+def noise_section(run_dir: Path, cfg: Config, parent_dir: Path | None) -> str:
+    """The paired bootstrap against the parent over dev rows and the spread over topic halves (dsum.bootstrap)."""
+    from dsum.runs import noise
+
+    if not (Path(run_dir) / "dev_predictions.csv").is_file():
+        return "no dev_predictions.csv: no per-row dev scores to resample"
+    with_parent = parent_dir is not None and (Path(parent_dir) / "dev_predictions.csv").is_file()
+    bootstrap, halves = noise(parent_dir if with_parent else run_dir, run_dir if with_parent else None, cfg.data.dev)
+    lines = []
+    if bootstrap is not None:
+        lines.append(f"- paired bootstrap over dev rows: {bootstrap.line('parent', 'this run')}")
+    else:
+        lines.append("- no parent with dev_predictions.csv to compare with")
+    mine = halves.get(Path(run_dir).name)
+    lines.append(f"- {mine.line()}" if mine else "- topic halves: the dev file has no topics")
+    return "\n".join(lines)
 
 
 def table(header: tuple[str, ...], rows: list[tuple]) -> str:

@@ -22,6 +22,8 @@ from dsum.errors import UserError
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from dsum.bootstrap import Bootstrap, Halves
+
 SORT_KEYS = ("score", "date", "name")
 
 
@@ -296,6 +298,8 @@ class Comparison:
     config: list[tuple[str, Any, Any]]
     metrics: list[tuple[str, Any, Any, float | None]]
     plot: Path
+    bootstrap: Bootstrap | None = None  # B − A over the dev rows both scored; None without both dev_predictions.csv
+    halves: dict[str, Halves] | None = None  # run name → its score's spread over random topic halves of dev
 
 
 def compare_runs(a: str | Path, b: str | Path, output_dir: Path = Path("runs"), out: Path | None = None) -> Comparison:
@@ -303,13 +307,61 @@ def compare_runs(a: str | Path, b: str | Path, output_dir: Path = Path("runs"), 
     run_a, run_b = find_run(a, output_dir), find_run(b, output_dir)
     out = Path(out) if out else Path(output_dir) / f"compare_{run_a.name}_vs_{run_b.name}.png"
     plot_curves([run_a, run_b], out)
+    bootstrap, halves = noise(run_a, run_b)
     return Comparison(
         a=run_a,
         b=run_b,
         config=config_diff(read_config(run_a), read_config(run_b)),
         metrics=metric_diff(read_metrics(run_a), read_metrics(run_b)),
         plot=out,
+        bootstrap=bootstrap,
+        halves=halves,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Gain or noise: the per-row dev scores of dev_predictions.csv (dsum.bootstrap)
+
+
+def dev_row_scores(run_dir: Path) -> dict[str, float] | None:
+    """fname → board score of the run's dev_predictions.csv; None when the run has none."""
+    from dsum.bootstrap import row_scores
+
+    path = Path(run_dir) / "dev_predictions.csv"
+    return row_scores(path) if path.is_file() else None
+
+
+def dev_topics(run_dir: Path, dev: Path | None = None) -> dict[str, str | None]:
+    """fname → topic of the run's dev file (its config's data.dev unless given); {} when unreadable."""
+    from dsum.bootstrap import topics_of
+
+    try:
+        if dev is None:
+            from dsum.config import load_config
+
+            # load_config resolves data.dev against the project the run directory sits in.
+            dev = load_config(Path(run_dir) / "config.yaml").data.dev
+        return topics_of(dev)
+    except (UserError, OSError, ValueError):
+        return {}
+
+
+def noise(run_a: Path, run_b: Path | None, dev: Path | None = None) -> tuple[Bootstrap | None, dict[str, Halves]]:
+    """The paired bootstrap of B − A over dev rows (None unless both have dev_predictions.csv) and, per
+    run, the spread of its dev score over random topic halves (runs without topics or scores left out)."""
+    from dsum.bootstrap import paired_bootstrap, topic_halves
+
+    runs = [r for r in (run_a, run_b) if r is not None]
+    scores = [dev_row_scores(r) for r in runs]
+    bootstrap = None
+    if len(runs) == 2 and scores[0] is not None and scores[1] is not None:
+        bootstrap = paired_bootstrap(scores[0], scores[1])
+    halves: dict[str, Halves] = {}
+    for run, rows in zip(runs, scores):
+        topics = dev_topics(run, dev) if rows else {}
+        if rows and len({topics.get(f) for f in rows} - {None}) >= 2:
+            halves[Path(run).name] = topic_halves(rows, topics)
+    return bootstrap, halves
 
 
 def read_log(run_dir: Path) -> list[dict]:

@@ -27,6 +27,7 @@ from dsum.atomic import atomic_write_text, write_json
 from dsum.config import Config
 from dsum.data import Example, read_examples, reference_map
 from dsum.generate import generate_summaries, generation_kwargs
+from dsum.length_control import fit_for_training
 from dsum.metric import score_texts
 from dsum.modeling import check_lengths, load_model_and_tokenizer, load_model_config
 from dsum.precision import resolve_precision
@@ -64,7 +65,12 @@ def load_data(cfg: Config) -> TrainData:
     train_sources = clean_texts([ex.dialogue for ex in train_examples], normalizer)
     train_targets = clean_texts([ex.summaries[0] for ex in train_examples], normalizer)
     dev_sources = clean_texts([ex.dialogue for ex in dev_examples], normalizer)
-    specials = special_tokens_for(train_sources + train_targets + dev_sources)
+    # The data's #…# tokens from every text of the run, test included, counted over the whole: the K
+    # folds of one pool then add the same tokens in the same order, so their models share one
+    # vocabulary (logit ensembles and weight averages need it).
+    dev_targets = clean_texts([s for ex in dev_examples for s in ex.summaries], normalizer)
+    test_sources = clean_texts([ex.dialogue for ex in read_examples(cfg.data.test)], normalizer)
+    specials = special_tokens_for(train_sources + train_targets + dev_sources + dev_targets + test_sources)
     return TrainData(train_examples, dev_examples, train_sources, train_targets, dev_sources, normalizer, specials)
 
 
@@ -317,6 +323,8 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
         m = cfg.model
         framing = framing_for(model.config, tokenizer)
         features = tokenize_examples(tokenizer, framing, data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
+        # generation.length_control=buckets: fitted on these features, saved with the model (dsum.length_control).
+        buckets = fit_for_training(model, features.rows, cfg.generation)
         _, dev_cut = encode_sources(tokenizer, framing, data.dev_sources, m.max_source_length)
         if main:
             print(
@@ -327,6 +335,8 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
             )
             data_files = [*cfg.data.train, cfg.data.dev, cfg.data.test, cfg.data.sample_submission]
             write_run_files(run_dir, cfg, [path for path in data_files if path is not None])
+            if buckets:
+                write_json(run_dir / "length_buckets.json", buckets)
             tracker = start_tracker(cfg, run_dir)
         trainer = build_trainer(cfg, run_dir, model, tokenizer, features, data, precision, tracker, callbacks)
         log = run_dir / "train_log.jsonl"
