@@ -20,3 +20,4 @@ bench: setup
 	$(UV) run --frozen python benchmarks/train_throughput.py
 	$(UV) run --frozen python benchmarks/generate_throughput.py
 	$(UV) run --frozen python benchmarks/pruning.py
+	$(UV) run --frozen python benchmarks/ensembles.py
