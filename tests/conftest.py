@@ -28,6 +28,19 @@ TINY = [
 ]
 
 
+def input_dependent(model, seed: int = 1):
+    """Weights of std 0.3, in eval mode: an untrained tiny model at its own init (0.02) writes the same
+    summary for every dialogue, which would make any equality of outputs meaningless."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0, 0.3)
+    return model.eval()
+
+
 def tiny_overrides(tmp_path: Path, *extra: str) -> list[str]:
     return [f"general.output_dir={tmp_path / 'runs'}", *TINY, *extra]
 

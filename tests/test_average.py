@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import REPO, TINY, run_dsum
+from conftest import REPO, TINY, input_dependent, run_dsum
 
 from dsum.average import average_checkpoints
 from dsum.config import load_config
@@ -17,22 +17,13 @@ from dsum.text import special_tokens_for
 SAMPLE = REPO / "data" / "sample"
 
 
-def redrawn(model, seed: int):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0, 0.3)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def tiny():
     cfg = load_config(REPO / "configs/demo.yaml", TINY)
     examples = read_examples(SAMPLE / "train.csv")
     texts = [ex.dialogue for ex in examples] + [ex.summaries[0] for ex in examples]
     model, tokenizer = load_model_and_tokenizer(cfg.model, special_tokens_for(texts), train_texts=texts)
-    return redrawn(model, 1), tokenizer
+    return input_dependent(model, 1), tokenizer
 
 
 def save(model, tokenizer, folder):
@@ -64,7 +55,7 @@ def test_average_of_two_identical_checkpoints_is_the_checkpoint(tmp_path, tiny):
 def test_weighted_average_is_the_weighted_mean_of_tensors(tmp_path, tiny):
     model, tokenizer = tiny
     a = save(model, tokenizer, tmp_path / "a")
-    b = save(redrawn(copy.deepcopy(model), 2), tokenizer, tmp_path / "b")
+    b = save(input_dependent(copy.deepcopy(model), 2), tokenizer, tmp_path / "b")
     out = average_checkpoints([a, b], tmp_path / "avg", weights=[1, 3])
     averaged, _ = state(out)
     first, second = state(a)[0], state(b)[0]

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import REPO, TINY
+from conftest import REPO, TINY, input_dependent
 
 from dsum.config import load_config
 from dsum.data import read_examples
@@ -16,16 +16,6 @@ from dsum.text import special_tokens_for
 SAMPLE = REPO / "data" / "sample"
 
 
-def redrawn(model, seed: int):
-    """Weights of std 0.3 (an untrained tiny model writes one summary for every dialogue otherwise)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0, 0.3)
-    return model.eval()
-
-
 @pytest.fixture(scope="module", params=["bart", "t5"])
 def tiny(request):
     cfg = load_config(REPO / "configs/demo.yaml", [*TINY, f"model.tiny.architecture={request.param}", "generation.num_beams=3"])
@@ -33,7 +23,7 @@ def tiny(request):
     texts = [ex.dialogue for ex in examples] + [ex.summaries[0] for ex in examples]
     model, tokenizer = load_model_and_tokenizer(cfg.model, special_tokens_for(texts), train_texts=texts)
     dialogues = [ex.dialogue for ex in read_examples(SAMPLE / "dev.csv")][:8]
-    return cfg, redrawn(model, 1), tokenizer, dialogues
+    return cfg, input_dependent(model, 1), tokenizer, dialogues
 
 
 def summaries(model, tokenizer, dialogues, gen):
@@ -53,7 +43,7 @@ def test_ensemble_of_one_and_of_two_copies_equal_the_model(tiny, beams):
 def test_scores_are_the_mean_of_the_members_log_probs(tiny, monkeypatch):
     """With two different members, every step's scores (cached, beams reordered) equal a full recompute."""
     cfg, model, tokenizer, dialogues = tiny
-    other = redrawn(copy.deepcopy(model), 2)
+    other = input_dependent(copy.deepcopy(model), 2)
     steps = []
     call = _MemberScores.__call__
 

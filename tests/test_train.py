@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, run_dsum, tiny_overrides
+from conftest import REPO, TINY, input_dependent, run_dsum, tiny_overrides
 
 from dsum.config import load_config
 from dsum.data import read_examples, reference_map
@@ -88,17 +88,6 @@ def test_sorted_generation_equals_unsorted():
     one_by_one = [generate_summaries(model, tokenizer, [d], cfg.generation, 1, 512, progress=False)[0] for d in dialogues]
     assert sorted_out == one_by_one
     assert all("<s>" not in s and "</s>" not in s and "<pad>" not in s for s in sorted_out)
-
-
-def input_dependent(model):
-    """Random weights of std 0.3: an untrained tiny model at its own init (0.02) writes the same
-    summary for every dialogue, which would make any equality of outputs meaningless."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0, 0.3)
-    return model.eval()
 
 
 @pytest.mark.parametrize("architecture", ["bart", "t5"])
