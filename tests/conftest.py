@@ -62,3 +62,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent (only the project's own CI has ../shared)")
     return SHARED_DATA
+
+
+# Real-shaped decoder-only stand-ins (tests/standins.py): built once per session, shared by modules.
+@pytest.fixture(scope="session")
+def solar_standin(tmp_path_factory) -> Path:
+    from standins import SOLAR, build_causal_standin
+
+    return build_causal_standin(SOLAR, tmp_path_factory.mktemp("solar") / "standin")
+
+
+@pytest.fixture(scope="session")
+def qwen3_standin(tmp_path_factory) -> Path:
+    from standins import QWEN3, build_causal_standin
+
+    return build_causal_standin(QWEN3, tmp_path_factory.mktemp("qwen3") / "standin")

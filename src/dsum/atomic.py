@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from dsum.errors import UserError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -32,3 +36,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def new_folder(out: Path, what: str):
+    """Yield a temporary folder beside `out` that becomes `out` when the block ends, or vanishes on an error.
+
+    `out` must not exist (an empty folder is fine): what dsum writes as a folder never overwrites one.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists: choose a new folder ({what} never overwrites)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a checkpoint is an ordinary folder
+        if out.is_dir():
+            out.rmdir()  # empty (checked above); rename cannot replace a folder that holds files
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -23,12 +23,10 @@ The output folder is written whole or not at all: into a temporary folder beside
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from dsum.atomic import new_folder
 from dsum.errors import UserError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -54,9 +52,6 @@ def average_checkpoints(checkpoints: Sequence[Path], out: Path, weights: Sequenc
         raise UserError("give two or more checkpoints to average (e.g. the last epochs of a run, or the fold models)")
     folders = [checkpoint_folder(path) for path in checkpoints]
     shares = normalised_weights(weights, len(folders))
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} already exists: choose a new --out folder (an average never overwrites)")
     adapters = [(folder / ADAPTER_CONFIG).is_file() for folder in folders]
     if any(adapters) and not all(adapters):
         raise UserError(
@@ -64,20 +59,11 @@ def average_checkpoints(checkpoints: Sequence[Path], out: Path, weights: Sequenc
             "average adapters with adapters, full checkpoints with full checkpoints"
         )
     write = _average_adapters if all(adapters) else _average_models
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with new_folder(out, "an average") as tmp:
         write(folders, shares, tmp)
         record = {"averaged": [str(f) for f in folders], "weights": shares, "adapters": all(adapters)}
         (tmp / "averaged_from.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a checkpoint is an ordinary folder
-        if out.is_dir():
-            out.rmdir()  # empty (checked above); rename cannot replace a folder that holds files
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _tensors(model) -> dict:

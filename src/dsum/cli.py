@@ -282,6 +282,24 @@ def average(
     print(f"averaged {len(checkpoints)} checkpoints: {folder}")
 
 
+@app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="A run directory (its checkpoint-best) or a model folder."),
+    out: Path = typer.Argument(..., help="New folder for the model (never overwritten)."),
+    merge: bool = typer.Option(False, "--merge", help="Merge LoRA adapters into their base and write one full model."),
+) -> None:
+    """Write a checkpoint as a plain model folder that transformers (or vLLM, TGI, ...) loads with from_pretrained.
+
+    A LoRA run's checkpoint holds only adapters: --merge loads the base in full precision, adds the adapters'
+    updates to its weights and saves the merged model with the tokenizer (and its chat template).
+
+    Example: dsum export runs/solar-qlora runs/solar-qlora-merged --merge
+    """
+    from dsum.export import export_checkpoint
+
+    print(f"exported: {export_checkpoint(checkpoint, out, merge)}")
+
+
 @app.command("eda")
 def eda(
     config: Path = ConfigOption,

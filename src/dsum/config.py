@@ -69,12 +69,12 @@ class DataConfig(Section):
 class TinyModelConfig(Section):
     """A small model built from a config, with a tokenizer trained on the training text (offline)."""
 
-    architecture: Literal["bart", "t5"] = "bart"
-    """bart (encoder-decoder like KoBART) or t5."""
+    architecture: Literal["bart", "t5", "llama", "qwen3"] = "bart"
+    """bart (encoder-decoder like KoBART), t5, or a decoder-only llama (SOLAR's architecture) or qwen3."""
     d_model: int = 64
     """Hidden size."""
     layers: int = 2
-    """Encoder layers, and as many decoder layers."""
+    """Encoder layers, and as many decoder layers (decoder-only: this many layers)."""
     heads: int = 4
     """Attention heads (must divide d_model)."""
     ffn_dim: int = 128
@@ -89,9 +89,54 @@ class ModelConfig(Section):
     tiny: TinyModelConfig | None = None
     """Build a small model from this config instead of loading `name` (offline demos and tests)."""
     max_source_length: int = Field(512, gt=0)
-    """Encoder length: longer dialogues are truncated (the count is reported)."""
+    """Encoder length: longer dialogues are truncated (the count is reported). Decoder-only models: the length
+    of the rendered prompt; the dialogue inside it is cut, never the prompt's end."""
     max_target_length: int = Field(100, gt=0)
-    """Decoder length for training labels."""
+    """Decoder length for training labels (decoder-only: the summary and its end-of-turn token)."""
+
+
+class LoraConfig(Section):
+    """LoRA adapters (peft) instead of training every weight; QLoRA with quantization 4bit."""
+
+    r: int = Field(16, gt=0)
+    """Rank of each adapter."""
+    alpha: float = Field(32, gt=0)
+    """Scale: the adapter's update is multiplied by alpha / r."""
+    dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on the adapter's input."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module names that get adapters (e.g. [q_proj, v_proj]); all-linear = every linear layer but the output head."""
+    quantization: Literal["none", "4bit", "8bit"] = "none"
+    """Load the base model quantized with bitsandbytes (CUDA only): 4bit = NF4, double quantization, bf16
+    compute (QLoRA); 8bit = LLM.int8(). The adapters train in full precision."""
+
+
+class PromptConfig(Section):
+    """Decoder-only models: the prompt a dialogue is summarized with, in training and generation alike."""
+
+    system: str = (
+        "당신은 한국어 대화를 요약하는 전문가입니다. 대화의 핵심을 한국어로 간결하게 요약하세요. "
+        "#Person1#, #Person2#, #PhoneNumber#, #Address# 같은 #...# 토큰은 바꾸거나 번역하지 말고 그대로 쓰세요."
+    )
+    """The system message ('' = none: some templates, such as SOLAR's, render it as a ### System: block)."""
+    user: str = "다음 대화를 요약해 주세요.\n\n{dialogue}"
+    """The user message; the dialogue goes where {dialogue} is."""
+    chat_template: str | None = None
+    """A Jinja chat template that replaces the tokenizer's (needed by a tokenizer without one, e.g. a tiny model's)."""
+    template_options: dict[str, Any] = {}
+    """Keyword options of the chat template, e.g. {enable_thinking: false} for Qwen3 (its template otherwise puts
+    an empty <think></think> block between the prompt and the answer)."""
+    plain_template: str | None = None
+    """For a tokenizer with no chat template: the prompt as text with {system} and {user}; the summary and eos
+    follow it. Ignored when a chat template exists."""
+
+    @model_validator(mode="after")
+    def _dialogue_placeholder(self):
+        if "{dialogue}" not in self.user:
+            raise ValueError("prompt.user must contain {dialogue}, where the dialogue goes")
+        if self.plain_template is not None and "{user}" not in self.plain_template:
+            raise ValueError("prompt.plain_template must contain {user}, where the user message goes")
+        return self
 
 
 class TrainingConfig(Section):
@@ -133,6 +178,11 @@ class TrainingConfig(Section):
     """Steps between evaluations when eval_strategy is steps."""
     logging_steps: int = Field(10, gt=0)
     """Steps between train loss / learning rate entries in train_log.jsonl and the tracker."""
+    eval_subset: int | None = Field(None, gt=0)
+    """Evaluate inside training on this many dev rows drawn with general.seed (the same rows every time) to bound
+    the cost of generating with an LLM; None = all of dev. The final dev score always uses all of dev."""
+    optimizer: Literal["auto", "adamw_torch", "paged_adamw_8bit"] = "auto"
+    """auto = paged 8-bit AdamW (bitsandbytes) for LoRA on a CUDA GPU, else AdamW."""
 
 
 class GenerationConfig(Section):
@@ -143,7 +193,13 @@ class GenerationConfig(Section):
     length_penalty: float = 1.0
     """Beam score exponent on length: > 1 favours longer summaries, < 1 shorter ones."""
     max_new_tokens: int = Field(100, gt=0)
-    """The longest summary generated, in tokens."""
+    """The longest summary generated, in tokens. Left unset, decoder-only models get 160 (the SOLAR team's 96
+    cut 19% of summaries); every prediction reports how many answers hit it."""
+    repetition_penalty: float = Field(1.0, gt=0)
+    """Divides the scores of tokens already generated (1 = off; 1.1 for the SOLAR recipe)."""
+    korean_only: bool = False
+    """Decoder-only models: rows whose answer is mostly not Hangul are generated again with tokens of other
+    scripts banned (the #...# tokens of the data stay allowed)."""
     early_stopping: bool = True
     """Beam search stops when num_beams finished candidates exist."""
     batch_by_tokens: bool = True
@@ -354,6 +410,10 @@ class Config(Section):
     """The competition files and the clean-up rules."""
     model: ModelConfig = ModelConfig()
     """The model (hub name, local folder or tiny) and its maximum lengths."""
+    lora: LoraConfig | None = None
+    """Train LoRA adapters (and load the base quantized) instead of every weight; None = full fine-tuning."""
+    prompt: PromptConfig = PromptConfig()
+    """Decoder-only models: system and user messages and the chat template options."""
     training: TrainingConfig = TrainingConfig()
     """Fine-tuning settings (the transformers Trainer)."""
     generation: GenerationConfig = GenerationConfig()

@@ -23,6 +23,7 @@ The self-attention cache is reordered as usual; outputs are the same (tests/test
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -30,7 +31,15 @@ import torch
 from dsum.config import GenerationConfig
 from dsum.length_control import limits, model_buckets, split_batches
 from dsum.precision import autocast
-from dsum.tokenization import SummaryDecoder, encode_sources, framing_for
+from dsum.tokenization import (
+    AnswerDecoder,
+    SummaryDecoder,
+    chat_framing,
+    encode_prompt,
+    encode_sources,
+    framing_for,
+    is_decoder_only,
+)
 
 # A token-budget batch holds at most this many times batch_size rows: the decoder's self-attention
 # cache and each step's logits (rows × beams × vocab) grow with the row count, not the source length.
@@ -41,11 +50,21 @@ MAX_BATCH_GROWTH = 4
 SAMPLING = {"do_sample": True, "epsilon_cutoff": 0.02, "top_k": 0}
 
 
+@dataclass
+class GenerationStats:
+    """What a generate_summaries call saw: the rows whose summary hit max_new_tokens without ending (cut)."""
+
+    cut: list[int] = field(default_factory=list)
+
+
 def generation_kwargs(gen: GenerationConfig) -> dict:
     return dict(
+        # Deterministic decoding unless sampling is asked for: Qwen3's generation_config.json turns sampling on.
+        do_sample=False,
         num_beams=gen.num_beams,
         no_repeat_ngram_size=gen.no_repeat_ngram_size,
         length_penalty=gen.length_penalty,
+        repetition_penalty=gen.repetition_penalty,
         max_new_tokens=gen.max_new_tokens,
         # A beam search setting: with one beam transformers refuses to save a config that sets it.
         early_stopping=gen.early_stopping if gen.num_beams > 1 else False,
@@ -112,6 +131,10 @@ def generate_summaries(
     shard: tuple[int, int] = (0, 1),
     num_return_sequences: int = 1,
     sampling: bool = False,
+    *,
+    prompt=None,
+    stats: GenerationStats | None = None,
+    suppress_tokens: Sequence[int] | None = None,
 ) -> list:
     """Summaries for `dialogues`, in their order, generated in length-sorted batches.
 
@@ -121,12 +144,18 @@ def generate_summaries(
     the batches are the ones one process would form, so the summaries are the same too.
     num_return_sequences=K > 1 (K ≤ num_beams): each dialogue's K best beams, best first, as a list.
     sampling: draw the sequences instead (epsilon sampling, SAMPLING; seed torch first; gen.num_beams 1).
+    Decoder-only models: each dialogue is rendered with `prompt` (the config's PromptConfig), padded on
+    the left, and the summary is what follows the prompt up to a stop id. `stats` collects the indices
+    of the rows cut at max_new_tokens; `suppress_tokens` are ids never generated (generation.korean_only).
     """
     from tqdm.auto import tqdm
 
     results: list = [None] * len(dialogues)
     k = num_return_sequences
-    steps = iter_generate(model, tokenizer, dialogues, gen, batch_size, max_source_length, precision, shard, k, sampling)
+    steps = iter_generate(
+        model, tokenizer, dialogues, gen, batch_size, max_source_length, precision, shard, k, sampling,
+        prompt=prompt, stats=stats, suppress_tokens=suppress_tokens,
+    )
     n_batches = next(steps)
     for batch, texts in tqdm(steps, total=n_batches, desc="generate", unit="batch", disable=not progress):
         for j, index in enumerate(batch):
@@ -138,6 +167,7 @@ def generate_summaries(
 def iter_generate(
     model, tokenizer, dialogues: Sequence[str], gen: GenerationConfig, batch_size: int, max_source_length: int,
     precision: str = "fp32", shard: tuple[int, int] = (0, 1), num_return_sequences: int = 1, sampling: bool = False,
+    *, prompt=None, stats: GenerationStats | None = None, suppress_tokens: Sequence[int] | None = None,
 ):
     """generate_summaries one batch at a time: yields the number of batches, then (indices, summaries) per batch.
 
@@ -148,9 +178,17 @@ def iter_generate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    framing = framing_for(model.config, tokenizer)
-    decode = SummaryDecoder(tokenizer, framing)
-    encoded, _ = encode_sources(tokenizer, framing, dialogues, max_source_length)
+    decoder_only = is_decoder_only(model.config)
+    if decoder_only:
+        from dsum.config import PromptConfig
+
+        chat = chat_framing(tokenizer, prompt or PromptConfig())
+        decode, ends = AnswerDecoder(tokenizer, chat), set(chat.stop_ids)
+        encoded = [encode_prompt(tokenizer, chat, dialogue, max_source_length)[0] for dialogue in dialogues]
+    else:
+        framing = framing_for(model.config, tokenizer)
+        decode, ends = SummaryDecoder(tokenizer, framing), {framing.eos}
+        encoded, _ = encode_sources(tokenizer, framing, dialogues, max_source_length)
     lengths = [len(ids) for ids in encoded]
     batches = length_batches(lengths, batch_size, max_source_length, gen.batch_by_tokens)
     # generation.length_control=buckets: batches cut at bucket boundaries, each with its bucket's min/max new tokens.
@@ -165,13 +203,22 @@ def iter_generate(
         kwargs["num_return_sequences"] = num_return_sequences
     if sampling:
         kwargs.update(SAMPLING)
+    if suppress_tokens:
+        kwargs["suppress_tokens"] = list(suppress_tokens)
+    # Decoder-only: prompts padded on the left, so every row's continuation starts at the same column.
+    side = "left" if decoder_only else "right"
     try:
         for batch in batches:
             with torch.inference_mode(), autocast(precision, device):
-                inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
+                inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt", padding_side=side).to(device)
                 row_limits = limits(buckets, lengths[batch[0]]) if buckets else {}
                 output = model.generate(**inputs, **{**kwargs, **row_limits}, **beam_search_cache(model, gen))  # a fresh cache per call
-            yield batch, decode(output.tolist())
+            sequences = output[:, inputs["input_ids"].shape[1] :] if decoder_only else output
+            sequences = sequences.tolist()
+            if stats is not None and num_return_sequences == 1:
+                start = 0 if decoder_only else 1  # a seq2seq output opens with the decoder start (BART: `</s>`)
+                stats.cut += [index for index, ids in zip(batch, sequences) if not ends.intersection(ids[start:])]
+            yield batch, decode(sequences)
     finally:
         model.train(was_training)  # evaluation inside training hands the model back in training mode
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from dsum.config import Config
 from dsum.data import Example, read_examples, reference_map
 from dsum.errors import UserError
-from dsum.generate import generate_summaries
+from dsum.generate import GenerationStats, generate_summaries
+from dsum.korean import foreign_script_ids, mostly_not_hangul
 from dsum.metric import score_texts
+from dsum.modeling import check_quantization, with_model_defaults
 from dsum.precision import resolve_precision
 from dsum.submission import write_checked_submission, write_dev_predictions
-from dsum.text import normalizer_from_config
+from dsum.text import normalizer_from_config, special_tokens_for
+from dsum.tokenization import is_decoder_only
 
 
 def split_path(cfg: Config, split: str) -> Path:
@@ -22,12 +26,15 @@ def split_path(cfg: Config, split: str) -> Path:
 
 def summarize(
     cfg: Config, model, tokenizer, examples: list[Example], normalizer, progress: bool = True, candidates: int = 1,
-    sample: bool = False,
+    sample: bool = False, report: Path | None = None,
 ) -> dict:
     """fname → summary with the config's generation settings, at the precision training used.
 
     candidates=K > 1: fname → the K best beams, best first (the first is the summary of candidates=1).
     sample: K summaries drawn instead (dsum.generate.SAMPLING), seeded with general.seed.
+    generation.korean_only (decoder-only): rows answered mostly not in Hangul are generated again with
+    other scripts banned. report: print how many summaries were cut at max_new_tokens and how many are
+    mostly not Hangul, listed in this CSV (fname, summary).
     """
     dialogues = [normalizer(ex.dialogue) if normalizer else ex.dialogue for ex in examples]
     precision = resolve_precision(cfg.training.precision, model.config.model_type, training=False)
@@ -37,11 +44,49 @@ def summarize(
 
         gen = gen.model_copy(update={"num_beams": 1})
         torch.manual_seed(cfg.general.seed)  # generate draws from torch's generator: same seed, same samples
-    texts = generate_summaries(
-        model, tokenizer, dialogues, gen, cfg.training.eval_batch_size, cfg.model.max_source_length,
-        precision=precision, progress=progress, num_return_sequences=candidates, sampling=sample,
+    stats = GenerationStats()
+    run = functools.partial(
+        generate_summaries, model=model, tokenizer=tokenizer, gen=gen, batch_size=cfg.training.eval_batch_size,
+        max_source_length=cfg.model.max_source_length, precision=precision, progress=progress, prompt=cfg.prompt,
     )
+    texts = run(dialogues=dialogues, num_return_sequences=candidates, sampling=sample, stats=stats)
+    single = candidates == 1 and not sample
+    if single and gen.korean_only and is_decoder_only(model.config):
+        texts = regenerate_in_korean(run, tokenizer, dialogues, texts)
+    if single and report is not None:
+        report_outputs(report, [ex.fname for ex in examples], texts, stats.cut, gen.max_new_tokens)
     return {ex.fname: text for ex, text in zip(examples, texts)}
+
+
+def regenerate_in_korean(run, tokenizer, dialogues: list[str], texts: list[str]) -> list[str]:
+    """The rows whose summary is mostly not Hangul, generated again with other scripts' tokens banned."""
+    rows = [i for i, text in enumerate(texts) if mostly_not_hangul(text)]
+    if not rows:
+        return texts
+    banned = foreign_script_ids(tokenizer, special_tokens_for(dialogues))
+    again = run(dialogues=[dialogues[i] for i in rows], suppress_tokens=banned)
+    print(f"generation.korean_only: {len(rows)} summaries mostly not in Hangul were generated again with other scripts banned")
+    texts = list(texts)
+    for i, text in zip(rows, again):
+        texts[i] = text
+    return texts
+
+
+def report_outputs(path: Path, fnames: list[str], texts: list[str], cut: list[int], max_new_tokens: int) -> None:
+    """One line on the summaries' health; the mostly-not-Hangul ones listed in `path` (removed when there are none)."""
+    import pandas as pd
+
+    from dsum.atomic import atomic_write_text
+
+    foreign = [(fname, text) for fname, text in zip(fnames, texts) if mostly_not_hangul(text)]
+    print(
+        f"{len(cut)} of {len(texts)} summaries hit max_new_tokens={max_new_tokens} (cut; raise generation.max_new_tokens "
+        f"if many are); {len(foreign)} mostly not in Hangul" + (f", listed in {path}" if foreign else "")
+    )
+    if foreign:
+        atomic_write_text(path, pd.DataFrame(foreign, columns=["fname", "summary"]).to_csv(index=False, lineterminator="\n"))
+    else:
+        path.unlink(missing_ok=True)
 
 
 def check_candidates(candidates: int, num_beams: int) -> None:
@@ -75,31 +120,47 @@ def checkpoint_folder(path: Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"checkpoint folder not found: {path} (point --checkpoint at a run directory or runs/<name>/checkpoint-best)")
-    if not (path / "config.json").is_file() and (path / "checkpoint-best" / "config.json").is_file():
+    if not is_model_folder(path) and is_model_folder(path / "checkpoint-best"):
         return path / "checkpoint-best"
     return path
 
 
-def load_for_inference(checkpoint: Path | list[Path]):
+def is_model_folder(path: Path) -> bool:
+    """A full model (config.json) or a LoRA adapter (adapter_config.json)."""
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
+def quantization(cfg: Config) -> str:
+    """How a LoRA checkpoint's base is loaded: as training loaded it (lora.quantization)."""
+    return cfg.lora.quantization if cfg.lora is not None else "none"
+
+
+def load_for_inference(checkpoint: Path | list[Path], quantization: str = "none"):
     """(model, tokenizer) of a checkpoint folder (or run directory), on the GPU when there is one.
 
     Several checkpoints: a LogitEnsemble of them (dsum.generate) and their shared tokenizer.
+    A LoRA checkpoint loads its base (quantized as lora.quantization says) with the adapter on top.
     """
     import torch
 
     from dsum.modeling import load_ensemble, load_pretrained
 
     folders = [checkpoint_folder(path) for path in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
-    model, tokenizer = load_pretrained(folders[0]) if len(folders) == 1 else load_ensemble(folders)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model, tokenizer = load_pretrained(folders[0], quantization) if len(folders) == 1 else load_ensemble(folders)
+    if torch.cuda.is_available() and quantization == "none":
+        model = model.cuda()  # a quantized model is placed on the GPU as it loads
     return model, tokenizer
+
+
+def non_korean_file(out: Path) -> Path:
+    """Where the summaries mostly not in Hangul are listed: beside the predictions file."""
+    return Path(out).with_name(f"{Path(out).stem}_non_korean.csv")
 
 
 def predict_split(cfg: Config, model, tokenizer, split: str, out: Path, normalizer) -> dict:
     """Generate for dev (scored; per-row file) or test (checked submission)."""
     examples = read_examples(split_path(cfg, split), require_summary=split == "dev")
-    predictions = summarize(cfg, model, tokenizer, examples, normalizer)
+    predictions = summarize(cfg, model, tokenizer, examples, normalizer, report=non_korean_file(out))
     if split == "test":
         return {"path": str(write_checked_submission(out, predictions, cfg.data.test, cfg.data.sample_submission))}
     score = score_texts(predictions, reference_map(examples), analyser=cfg.metric.tokenizer)
@@ -124,11 +185,16 @@ def predict(
         raise UserError(f"--samples {samples}: give the number of summaries to draw per row, 1 or more")
     checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]  # several: a logit ensemble
     checkpoint = checkpoint_folder(checkpoints[0])
-    model, tokenizer = load_for_inference(checkpoints if len(checkpoints) > 1 else checkpoint)
+    check_quantization(cfg.lora)
+    model, tokenizer = load_for_inference(checkpoints if len(checkpoints) > 1 else checkpoint, quantization(cfg))
+    cfg = with_model_defaults(cfg, model.config)
     examples = read_examples(ids_file, require_summary=split == "dev")
-    beams = summarize(cfg, model, tokenizer, examples, normalizer_from_config(cfg.data), candidates=candidates or 1)
-    predictions = {fname: texts[0] for fname, texts in beams.items()} if candidates and candidates > 1 else beams
     out = out or Path(checkpoint).parent / f"{split}_submission.csv"
+    beams = summarize(
+        cfg, model, tokenizer, examples, normalizer_from_config(cfg.data), candidates=candidates or 1,
+        report=non_korean_file(out) if not candidates or candidates == 1 else None,
+    )
+    predictions = {fname: texts[0] for fname, texts in beams.items()} if candidates and candidates > 1 else beams
     write_checked_submission(out, predictions, ids_file, cfg.data.sample_submission)
     result: dict = {"path": str(out)}
     if candidates is not None or samples is not None:

@@ -17,6 +17,7 @@ Labels always end in the model's eos, also when truncated, or the model never le
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +218,190 @@ class SummaryDecoder:
 def split_data_tokens(tokenizer, tokens: Sequence[str]) -> list[str]:
     """The `#…#` tokens that the tokenizer would split into pieces (should be none after add_data_tokens)."""
     return [t for t in tokens if len(tokenizer(t, add_special_tokens=False)["input_ids"]) != 1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoder-only models (SOLAR, Qwen3, the tiny llama): a prompt, then the summary, then end-of-turn.
+#
+# The prompt is the chat template rendered with add_generation_prompt=True (or the config's plain
+# template). Training examples are the same rendering with the summary as the assistant's turn; the
+# loss covers what follows the prompt's ids up to and including the end-of-turn token. The mask comes
+# from the prompt's *length*, never from searching the answer's ids: SOLAR tokenizes "#Person1#" alone
+# as `▁#` (422) but inside the template as `#` (28771), so a search silently finds nothing.
+# SOLAR's template emits no `</s>`: eos is appended, or the model never learns to stop.
+# ---------------------------------------------------------------------------------------------------
+
+
+def is_decoder_only(model_config) -> bool:
+    return not getattr(model_config, "is_encoder_decoder", False)
+
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ChatFraming:
+    """How a dialogue becomes a prompt for one tokenizer and prompt config (see chat_framing)."""
+
+    system: str
+    user: str
+    template_options: tuple[tuple[str, object], ...]
+    plain_template: str | None
+    prefix: tuple[int, ...]  # ids the tokenizer puts before any text by itself (SOLAR: `<s>`; Qwen3: none)
+    end_of_turn: int  # the last id trained on: the template's end-of-turn token, else eos
+    stop_ids: tuple[int, ...]  # generation stops at any of these
+    pad: int
+    architecture: str = "decoder-only"
+
+    def render(self, tokenizer, dialogue: str, answer: str | None = None) -> str:
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": self.user.replace("{dialogue}", dialogue)})
+        if self.plain_template is not None:
+            prompt = self.plain_template.replace("{system}", self.system).replace("{user}", messages[-1]["content"])
+            return prompt if answer is None else prompt + answer
+        if answer is not None:
+            messages.append({"role": "assistant", "content": answer})
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=answer is None, **dict(self.template_options)
+        )
+
+    def describe(self, tokenizer) -> str:
+        end = tokenizer.convert_ids_to_tokens(self.end_of_turn)
+        shown = self.render(tokenizer, "{dialogue}")
+        return f"decoder-only: prompt {shown!r}, labels `summary {end}` (loss on the summary and {end} only)"
+
+
+def chat_framing(tokenizer, prompt_cfg) -> ChatFraming:
+    """The framing of a decoder-only model: the config's prompt rendered by the tokenizer's chat template.
+
+    prompt.chat_template replaces the tokenizer's own (and is saved with it); a tokenizer with neither
+    a chat template nor prompt.plain_template is refused. The end-of-turn token is read off a rendered
+    example: the first special token after the answer (Qwen3's `<|im_end|>`), else eos (SOLAR).
+    """
+    if prompt_cfg.chat_template is not None:
+        tokenizer.chat_template = prompt_cfg.chat_template
+    if not tokenizer.chat_template and prompt_cfg.plain_template is None:
+        raise UserError(
+            "the tokenizer has no chat template: set prompt.chat_template (a Jinja template) or "
+            "prompt.plain_template (text with {system} and {user})"
+        )
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError("the tokenizer has no eos token: a summary must end in one (set eos_token in its tokenizer_config.json)")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    with_specials = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    prefix = tuple(with_specials[: len(with_specials) - len(plain)]) if with_specials[-len(plain):] == plain else ()
+    framing = ChatFraming(
+        prompt_cfg.system, prompt_cfg.user, tuple(sorted(prompt_cfg.template_options.items())),
+        None if tokenizer.chat_template else prompt_cfg.plain_template, prefix, eos, (eos,), pad,
+    )
+    # The end of turn: the first special token after a rendered answer, if the template writes one.
+    marker = "요약 끝"
+    full = framing.render(tokenizer, "대화", marker)
+    after = full[full.rindex(marker) + len(marker):]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    tail = [i for i in tokenizer(after, add_special_tokens=False)["input_ids"] if i in special]
+    end_of_turn = tail[0] if tail else eos
+    return ChatFraming(
+        framing.system, framing.user, framing.template_options, framing.plain_template, prefix,
+        end_of_turn, tuple(dict.fromkeys((end_of_turn, eos))), pad,
+    )
+
+
+def _ids(tokenizer, framing: ChatFraming, text: str) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    prefix = list(framing.prefix)
+    return ids if prefix and ids[: len(prefix)] == prefix else prefix + ids  # a template may write `<s>` itself
+
+
+def encode_prompt(tokenizer, framing: ChatFraming, dialogue: str, max_length: int) -> tuple[list[int], str, bool]:
+    """(prompt ids, the dialogue as rendered, whether it was cut): the prompt fits max_length tokens.
+
+    Only the dialogue is cut (from its end): the instructions and the template's end, where the
+    answer starts, are always whole. The cut dialogue is rendered again, so its ids are exactly
+    those a model sees at predict time for the same text.
+    """
+    ids = _ids(tokenizer, framing, framing.render(tokenizer, dialogue))
+    if len(ids) <= max_length:
+        return ids, dialogue, False
+    dialogue_ids = tokenizer(dialogue, add_special_tokens=False, verbose=False)["input_ids"]
+    room = len(dialogue_ids) - (len(ids) - max_length)
+    while room > 0:
+        cut = tokenizer.decode(dialogue_ids[:room], skip_special_tokens=False)
+        ids = _ids(tokenizer, framing, framing.render(tokenizer, cut))
+        if len(ids) <= max_length:
+            return ids, cut, True
+        room -= max(1, len(ids) - max_length)  # a re-tokenized seam can take a token more; cut again
+    raise UserError(
+        f"the prompt without any dialogue is longer than model.max_source_length={max_length} tokens: "
+        "raise model.max_source_length or shorten prompt.system / prompt.user"
+    )
+
+
+def encode_chat_example(
+    tokenizer, framing: ChatFraming, dialogue: str, summary: str, max_prompt: int, max_answer: int
+) -> tuple[dict, bool, bool]:
+    """One training example: (input_ids / attention_mask / labels, dialogue cut, summary cut).
+
+    labels are -100 over the prompt; the rest is the summary as tokenized *in context* and the
+    end-of-turn token, the only thing that follows it (Qwen3's newline after `<|im_end|>` is not trained).
+    """
+    prompt_ids, dialogue, cut_dialogue = encode_prompt(tokenizer, framing, dialogue, max_prompt)
+    prompt_text = framing.render(tokenizer, dialogue)
+    full_text = framing.render(tokenizer, dialogue, summary)
+    if not full_text.startswith(prompt_text) or not full_text[len(prompt_text):].lstrip().startswith(summary.strip()[:20]):
+        between = full_text[len(os.path.commonprefix([prompt_text, full_text])):].split(summary.strip()[:20])[0]
+        raise UserError(
+            f"the chat template puts {between!r} between the prompt and the answer: it would be trained on and expected "
+            "at generation. Set the template's option that removes it, e.g. prompt.template_options: "
+            "{enable_thinking: false} for Qwen3"
+        )
+    full_ids = _ids(tokenizer, framing, full_text)
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise UserError(
+            "the chat template's prompt tokenizes differently once the answer follows it, so the loss mask "
+            "cannot be placed: use a template whose generation prompt is a prefix of the full conversation"
+        )
+    answer = full_ids[len(prompt_ids):]
+    ends = [k for k, i in enumerate(answer) if i in framing.stop_ids]
+    answer = answer[: ends[0]] if ends else answer
+    cut_summary = len(answer) + 1 > max_answer
+    answer = [*answer[: max_answer - 1], framing.end_of_turn]  # always ends in end-of-turn, also when cut
+    ids = prompt_ids + answer
+    example = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt_ids) + answer}
+    return example, cut_dialogue, cut_summary
+
+
+def tokenize_chat_examples(tokenizer, framing: ChatFraming, sources, targets, max_prompt: int, max_answer: int) -> Features:
+    rows, cut_sources, cut_targets = [], 0, 0
+    for dialogue, summary in zip(sources, targets):
+        row, cut_dialogue, cut_summary = encode_chat_example(tokenizer, framing, dialogue, summary, max_prompt, max_answer)
+        rows.append(row)
+        cut_sources += cut_dialogue
+        cut_targets += cut_summary
+    return Features(rows=rows, truncated_sources=cut_sources, truncated_targets=cut_targets)
+
+
+class AnswerDecoder:
+    """Generated continuations → summaries: cut at the first stop id, template remnants and control tokens removed.
+
+    `#…#` tokens are ordinary text in a decoder-only model's vocabulary: decoding gives them back exactly.
+    """
+
+    def __init__(self, tokenizer, framing: ChatFraming):
+        self.tokenizer, self.framing = tokenizer, framing
+        self._control = re.compile("|".join(re.escape(t) for t in control_tokens(tokenizer)) or r"(?!)")
+
+    def clean(self, text: str) -> str:
+        text = _THINK_BLOCK.sub(" ", text)
+        return " ".join(self._control.sub(" ", text).split())
+
+    def __call__(self, sequences) -> list[str]:
+        texts = []
+        for ids in sequences:
+            ids = [int(i) for i in ids]
+            ends = [k for k, i in enumerate(ids) if i in self.framing.stop_ids]
+            ids = ids[: ends[0]] if ends else ids
+            texts.append(self.clean(self.tokenizer.decode(ids, skip_special_tokens=False)))
+        return texts

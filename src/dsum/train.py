@@ -26,14 +26,31 @@ from transformers import Trainer, TrainerCallback
 from dsum.atomic import atomic_write_text, write_json
 from dsum.config import Config
 from dsum.data import Example, read_examples, reference_map
+from dsum.errors import UserError
 from dsum.generate import generate_summaries, generation_kwargs
 from dsum.length_control import fit_for_training
 from dsum.metric import score_texts
-from dsum.modeling import check_lengths, load_model_and_tokenizer, load_model_config
+from dsum.modeling import (
+    check_lengths,
+    check_quantization,
+    load_model_and_tokenizer,
+    load_model_config,
+    set_adapter_base,
+    with_model_defaults,
+)
 from dsum.precision import resolve_precision
 from dsum.rundir import claim_run_dir, mark_status, write_run_files
 from dsum.text import Normalizer, normalizer_from_config, special_tokens_for
-from dsum.tokenization import Features, encode_sources, framing_for, tokenize_examples
+from dsum.tokenization import (
+    Features,
+    chat_framing,
+    encode_prompt,
+    encode_sources,
+    framing_for,
+    is_decoder_only,
+    tokenize_chat_examples,
+    tokenize_examples,
+)
 from dsum.tracking import Tracker, start_tracker
 
 # The board score runs 0-100; early_stopping_threshold is given on ROUGE's 0-1 scale, as the
@@ -80,7 +97,24 @@ def make_collator(tokenizer, model):
 
     # Multiples of 8 use tensor cores on GPUs; on CPU they only add padding.
     multiple = 8 if torch.cuda.is_available() else None
+    if is_decoder_only(model.config):
+        return RightPaddingCollator(tokenizer, multiple)
     return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=multiple)
+
+
+class RightPaddingCollator:
+    """Decoder-only training batches, padded on the right whatever the tokenizer's padding_side (left, for
+    generation): labels -100 and attention 0 on the padding, so neither the loss nor attention sees it."""
+
+    def __init__(self, tokenizer, multiple: int | None):
+        self.tokenizer, self.multiple = tokenizer, multiple
+
+    def __call__(self, rows: list[dict]) -> dict:
+        inputs = [{"input_ids": row["input_ids"]} for row in rows]
+        batch = self.tokenizer.pad(inputs, padding_side="right", pad_to_multiple_of=self.multiple, return_tensors="pt")
+        width = batch["input_ids"].shape[1]
+        batch["labels"] = torch.tensor([row["labels"] + [-100] * (width - len(row["labels"])) for row in rows])
+        return batch
 
 
 def rdrop_loss(model, inputs: dict, alpha: float, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
@@ -137,21 +171,45 @@ def shared_run_dir(cfg: Config, resume: bool | Path) -> Path:
     return chosen[0]
 
 
+def add_adapters(cfg: Config, model, tokenizer, run_dir: Path, main: bool):
+    """LoRA adapters on the model. A tiny model exists nowhere else: its base is saved as run_dir/base
+    (finish_run makes checkpoint-best name it as ../base, so the run directory loads anywhere)."""
+    from dsum.modeling import wrap_lora
+
+    base = None
+    if cfg.model.tiny is not None:
+        base = str((run_dir / "base").resolve())
+        if main and not (run_dir / "base" / "config.json").is_file():
+            model.save_pretrained(str(run_dir / "base"))
+            tokenizer.save_pretrained(str(run_dir / "base"))
+    return wrap_lora(model, cfg.lora, base)
+
+
+def eval_rows(rows: int, subset: int | None, seed: int) -> list[int]:
+    """The dev rows evaluation generates for: all, or `subset` of them drawn with the seed (the same every time)."""
+    if subset is None or subset >= rows:
+        return list(range(rows))
+    import random
+
+    return sorted(random.Random(seed).sample(range(rows), subset))
+
+
 class DevEvaluation:
     """Dev board score of the model being trained, by the generator `dsum predict` uses, at training's precision."""
 
     def __init__(self, cfg: Config, tokenizer, data: TrainData, precision: str):
         self.cfg, self.tokenizer, self.precision = cfg, tokenizer, precision
-        self.fnames = [ex.fname for ex in data.dev]
-        self.sources = data.dev_sources
-        self.references = reference_map(data.dev)
+        rows = eval_rows(len(data.dev), cfg.training.eval_subset, cfg.general.seed)
+        self.fnames = [data.dev[i].fname for i in rows]
+        self.sources = [data.dev_sources[i] for i in rows]
+        self.references = reference_map([data.dev[i] for i in rows])
 
     def __call__(self, model) -> dict[str, float]:
         rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
         # Each rank generates its share of predict's own batches: the same summaries as dsum predict.
         texts = generate_summaries(
             model, self.tokenizer, self.sources, self.cfg.generation, self.cfg.training.eval_batch_size,
-            self.cfg.model.max_source_length, self.precision, progress=False, shard=(rank, world),
+            self.cfg.model.max_source_length, self.precision, progress=False, shard=(rank, world), prompt=self.cfg.prompt,
         )
         found = {fname: text for fname, text in zip(self.fnames, texts) if text is not None}
         if world > 1:
@@ -221,6 +279,16 @@ def early_stopping(cfg: Config):
     return EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold * SCORE_SCALE)
 
 
+def optimizer_name(cfg: Config) -> str:
+    """auto: paged 8-bit AdamW (bitsandbytes) for LoRA on CUDA, where optimizer states matter; else AdamW."""
+    import importlib.util
+
+    if cfg.training.optimizer != "auto":
+        return cfg.training.optimizer
+    paged = cfg.lora is not None and torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
+    return "paged_adamw_8bit" if paged else "adamw_torch"
+
+
 def training_arguments(cfg: Config, run_dir: Path, precision: str):
     from transformers import TrainingArguments
 
@@ -237,6 +305,9 @@ def training_arguments(cfg: Config, run_dir: Path, precision: str):
         lr_scheduler_type=t.scheduler,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         activation_checkpointing=t.gradient_checkpointing,
+        # Non-reentrant: gradients reach LoRA adapters even though the frozen inputs need none.
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        optim=optimizer_name(cfg),
         fp16=precision == "fp16",
         bf16=precision == "bf16",
         label_smoothing_factor=t.label_smoothing,
@@ -308,7 +379,12 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
 
     # Everything a user can get wrong is refused here, before the run directory or the model exists.
     model_config = load_model_config(cfg.model)
+    cfg = with_model_defaults(cfg, model_config)
+    decoder_only = is_decoder_only(model_config)
     check_lengths(cfg.model, cfg.generation.max_new_tokens, model_config)
+    check_quantization(cfg.lora)
+    if decoder_only and cfg.generation.length_control != "none":
+        raise UserError("generation.length_control=buckets is for seq2seq models: set generation.length_control=none")
     precision = resolve_precision(cfg.training.precision, model_config.model_type)
     parent_dir = resolve_parent(cfg)
     data = load_data(cfg)
@@ -317,15 +393,26 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
     main = is_main_process()
     tracker = Tracker(cfg, run_dir, run_dir.name)
     try:
-        model, tokenizer = load_model_and_tokenizer(cfg.model, data.special_tokens, data.train_sources + data.train_targets)
+        model, tokenizer = load_model_and_tokenizer(
+            cfg.model, data.special_tokens, data.train_sources + data.train_targets,
+            cfg.lora.quantization if cfg.lora else "none", cfg.prompt,
+        )
+        if cfg.lora is not None:
+            model = add_adapters(cfg, model, tokenizer, run_dir, main)
         # max_length=None: the model config's default of 20 would otherwise cap generation (#10032).
         model.generation_config.update(max_length=None, **generation_kwargs(cfg.generation))
         m = cfg.model
-        framing = framing_for(model.config, tokenizer)
-        features = tokenize_examples(tokenizer, framing, data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
-        # generation.length_control=buckets: fitted on these features, saved with the model (dsum.length_control).
-        buckets = fit_for_training(model, features.rows, cfg.generation)
-        _, dev_cut = encode_sources(tokenizer, framing, data.dev_sources, m.max_source_length)
+        if decoder_only:
+            framing = chat_framing(tokenizer, cfg.prompt)
+            features = tokenize_chat_examples(tokenizer, framing, data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
+            dev_cut = sum(encode_prompt(tokenizer, framing, text, m.max_source_length)[2] for text in data.dev_sources)
+            buckets = None
+        else:
+            framing = framing_for(model.config, tokenizer)
+            features = tokenize_examples(tokenizer, framing, data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
+            # generation.length_control=buckets: fitted on these features, saved with the model (dsum.length_control).
+            buckets = fit_for_training(model, features.rows, cfg.generation)
+            _, dev_cut = encode_sources(tokenizer, framing, data.dev_sources, m.max_source_length)
         if main:
             print(
                 f"data: {len(data.train)} train / {len(data.dev)} dev examples; "
@@ -383,6 +470,8 @@ def finish_run(cfg: Config, run_dir: Path, trainer, tokenizer, normalizer) -> di
     best_dir = run_dir / "checkpoint-best"
     trainer.save_model(str(best_dir))
     tokenizer.save_pretrained(str(best_dir))
+    if cfg.lora is not None and cfg.model.tiny is not None:
+        set_adapter_base(best_dir, "../base")
     model, state = trainer.model, trainer.state
     dev = predict_split(cfg, model, tokenizer, "dev", run_dir / "dev_predictions.csv", normalizer)
     test = predict_split(cfg, model, tokenizer, "test", run_dir / "submission.csv", normalizer)

@@ -201,11 +201,13 @@ def decode_objective(cfg: Config):
     """Generation settings only: the checkpoint is loaded once and dev is generated per trial."""
     from dsum.data import read_examples, reference_map
     from dsum.metric import score_texts
-    from dsum.predict import load_for_inference, summarize
+    from dsum.modeling import check_quantization
+    from dsum.predict import load_for_inference, quantization, summarize
     from dsum.text import normalizer_from_config
 
     t = tune_section(cfg)
-    model, tokenizer = load_for_inference(t.checkpoint)
+    check_quantization(cfg.lora)
+    model, tokenizer = load_for_inference(t.checkpoint, quantization(cfg))
     examples = read_examples(cfg.data.dev, require_summary=True)
     references = reference_map(examples)
     normalizer = normalizer_from_config(cfg.data)
