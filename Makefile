@@ -2,7 +2,7 @@
 # `make test`: set up and run the test suite.
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: setup demo test bench
+.PHONY: setup demo demo-llm test bench
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -11,6 +11,9 @@ setup:
 demo: setup
 	$(UV) run --frozen dsum data check data/sample/train.csv data/sample/dev.csv data/sample/test.csv
 	$(UV) run --frozen dsum train -c configs/demo.yaml
+
+demo-llm: setup
+	$(UV) run --frozen dsum train -c configs/demo-llm.yaml
 
 test: setup
 	$(UV) run --frozen pytest

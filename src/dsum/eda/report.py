@@ -75,7 +75,7 @@ def build_report(cfg: Config, out: Path, config_path: Path | None = None, worker
             jobs = morphemes.submit(pool, [text for texts in sources.values() for text in texts])
             with step("tokenizer"):
                 tokenizer, tokenizer_info = load_tokenizer(cfg.model, [*train.dialogues, *(train.summaries or ())],
-                                                           dev.dialogues)
+                                                           dev.dialogues, cfg.prompt)
             lengths = {s.name: _measures(s) for s in splits}
             if tokenizer is not None:
                 with step("token lengths", total) as advance:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from dsum.config import ModelConfig
 from dsum.text import special_tokens_for
-from dsum.tokenization import Framing, add_data_tokens, framing_for
+from dsum.modeling import CHAT_TOKENS
+from dsum.tokenization import Framing, add_data_tokens, chat_framing, framing_for, is_decoder_only
 from dsum.tokenization import load_tokenizer as load_tokenizer_files
 
 
@@ -34,9 +35,10 @@ class FramedTokenizer:
     framing: Framing
 
 
-def load_tokenizer(model_cfg: ModelConfig, train_texts: Sequence[str], other_texts: Sequence[str]):
+def load_tokenizer(model_cfg: ModelConfig, train_texts: Sequence[str], other_texts: Sequence[str], prompt=None):
     """(FramedTokenizer or None, TokenizerInfo). `train_texts` (cleaned train dialogues + summaries)
-    train a tiny tokenizer; `other_texts` only add the special tokens they hold, as in training."""
+    train a tiny tokenizer; `other_texts` only add the special tokens they hold, as in training.
+    Decoder-only models (`prompt`: the config's PromptConfig): a dialogue counts with the prompt around it."""
     from dsum.errors import UserError
     from dsum.modeling import load_model_config, train_tokenizer
 
@@ -44,6 +46,8 @@ def load_tokenizer(model_cfg: ModelConfig, train_texts: Sequence[str], other_tex
     if model_cfg.tiny is not None:
         if not train_texts:
             return None, TokenizerInfo("tiny", False, "no training text to train the tiny tokenizer on")
+        if is_decoder_only(load_model_config(model_cfg)):
+            return _decoder_only(train_tokenizer(train_texts, model_cfg.tiny, extra_special=CHAT_TOKENS), prompt, "tiny")
         tokenizer = train_tokenizer(train_texts, model_cfg.tiny)
         add_data_tokens(tokenizer, specials)
         note = (
@@ -54,13 +58,29 @@ def load_tokenizer(model_cfg: ModelConfig, train_texts: Sequence[str], other_tex
     try:
         # Local files only: the report must work offline.
         tokenizer = load_tokenizer_files(model_cfg.name, local_only=True)
-        framing = framing_for(load_model_config(model_cfg, local_only=True), tokenizer)
+        model_config = load_model_config(model_cfg, local_only=True)
+        if is_decoder_only(model_config):
+            return _decoder_only(tokenizer, prompt, model_cfg.name)
+        framing = framing_for(model_config, tokenizer)
     except UserError as exc:
         note = f"not loaded from local files ({exc}): token lengths and truncation shares are skipped"
         return None, TokenizerInfo(model_cfg.name, False, note)
     add_data_tokens(tokenizer, specials)
     note = f"{model_cfg.name} from local files, with {len(specials)} special tokens; {framing.describe(tokenizer)}"
     return FramedTokenizer(tokenizer, framing), TokenizerInfo(model_cfg.name, True, note)
+
+
+def _decoder_only(tokenizer, prompt, name: str):
+    """A decoder-only model's lengths: the prompt's ids around each dialogue (as max_source_length counts
+    them), the summary plus its end-of-turn token; no data tokens added, as in training."""
+    from dsum.config import PromptConfig
+
+    chat = chat_framing(tokenizer, prompt or PromptConfig())
+    around = chat.render(tokenizer, "|")
+    prompt_ids = tuple(tokenizer(around.replace("|", ""), add_special_tokens=False)["input_ids"])
+    framing = Framing("decoder-only", (*chat.prefix, *prompt_ids), (), (chat.end_of_turn,), chat.end_of_turn, chat.end_of_turn, chat.pad)
+    note = f"{name} (decoder-only): dialogue lengths include the {len(framing.source_prefix)} ids of the prompt around them"
+    return FramedTokenizer(tokenizer, framing), TokenizerInfo(name, True, note)
 
 
 def token_lengths(framed: FramedTokenizer, texts: Sequence[str], target: bool = False,
