@@ -22,5 +22,6 @@ bench: setup
 	$(UV) run --frozen python benchmarks/score_speed.py
 	$(UV) run --frozen python benchmarks/train_throughput.py
 	$(UV) run --frozen python benchmarks/generate_throughput.py
+	$(UV) run --frozen python benchmarks/llm_generate_throughput.py
 	$(UV) run --frozen python benchmarks/pruning.py
 	$(UV) run --frozen python benchmarks/ensembles.py
