@@ -231,3 +231,43 @@ def test_resume_after_kill_continues_the_llm_run(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] > first  # continued past the checkpoint, no step twice
     metrics = json.loads((tmp_path / "demo-llm/metrics.json").read_text())
     assert metrics["epochs_trained"] == 3 and (tmp_path / "demo-llm/checkpoint-best/adapter_config.json").is_file()
+
+
+def test_a_lora_section_trains_adapters_on_a_seq2seq_model_too(tmp_path):
+    from dsum.predict import predict
+    from dsum.train import train
+
+    overrides = {
+        "general.output_dir": str(tmp_path), "training.epochs": 1, "lora.r": 8, "generation.max_new_tokens": 20,
+        "model.tiny.d_model": 32, "model.tiny.layers": 1, "model.tiny.ffn_dim": 64, "model.tiny.vocab_size": 800,
+    }
+    cfg = load_config(REPO / "configs" / "demo.yaml", overrides)
+    run_dir = train(cfg)
+    best = run_dir / "checkpoint-best"
+    assert (best / "adapter_config.json").is_file() and not (best / "model.safetensors").exists()
+    assert json.loads((best / "adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert predict(cfg, run_dir, "dev", tmp_path / "dev.csv")["score"] == pytest.approx(metrics["dev"]["score"], abs=1e-9)
+
+
+def test_korean_only_regenerates_the_rows_not_in_hangul_with_other_scripts_banned(solar_standin, capsys):
+    from dsum.data import Example
+    from dsum.modeling import load_pretrained
+    from dsum.predict import summarize
+    from dsum.text import special_tokens_for
+
+    model, tokenizer = load_pretrained(solar_standin)
+    input_dependent(model)  # random weights over SOLAR's mostly Latin vocabulary: mostly not Hangul
+    settings = {"prompt.system": "", "prompt.user": PROMPT.user, "generation.num_beams": 1, "generation.max_new_tokens": 10}
+    examples = [Example(fname=f"dev_{i}", dialogue=d, summaries=()) for i, d in enumerate(DIALOGUES)]
+    plain = summarize(load_config(None, settings), model, tokenizer, examples, None, progress=False)
+    korean = summarize(load_config(None, {**settings, "generation.korean_only": True}), model, tokenizer, examples, None, progress=False)
+    foreign = [fname for fname, text in plain.items() if mostly_not_hangul(text)]
+    assert foreign
+    assert f"generation.korean_only: {len(foreign)} summaries mostly not in Hangul were generated again" in capsys.readouterr().out
+    # Latin letters left in regenerated rows come only from the pieces of the data's #...# tokens.
+    tag_letters = set("".join(special_tokens_for(DIALOGUES)))
+    for fname in foreign:
+        latin = {c for c in korean[fname] if c.isascii() and c.isalpha()}
+        assert latin <= tag_letters, (fname, korean[fname])
+    assert all(korean[f] == plain[f] for f in plain if f not in foreign)  # the others are untouched
