@@ -188,3 +188,82 @@ def test_a_gpu_torch_cannot_use_names_the_driver_the_build_and_the_fix(tmp_path,
     assert f"update the NVIDIA driver to {MIN_DRIVER[torch.version.cuda.split('.')[0]]}" in check.detail
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert check_gpu("auto").level == WARN  # no nvidia-smi: a CPU machine
+
+
+# --- decoder-only and LoRA configs: quantization, GPU memory, summary length, the chat framing ---------------
+
+
+def test_quantization_needs_cuda_and_bitsandbytes():
+    from dsum.doctor import quantization_check
+
+    assert quantization_check("none", "auto", cuda=False, bitsandbytes=False) is None
+    level, detail = quantization_check("4bit", "auto", cuda=False, bitsandbytes=True)
+    assert level == FAIL and "lora.quantization=4bit needs a CUDA GPU" in detail
+    assert "run on a CUDA GPU or set lora.quantization: none" in detail and "uv sync" not in detail
+    level, detail = quantization_check("8bit", "auto", cuda=True, bitsandbytes=False)
+    assert level == FAIL and "install bitsandbytes: uv sync" in detail and "CUDA GPU is visible" not in detail
+    assert quantization_check("4bit", "auto", cuda=True, bitsandbytes=True) == (
+        OK, "lora.quantization=4bit: bitsandbytes installed, CUDA GPU visible")
+    level, detail = quantization_check("none", "paged_adamw_8bit", cuda=False, bitsandbytes=True)
+    assert level == FAIL and "set training.optimizer: adamw_torch" in detail
+
+
+def _llm(*extra: str):
+    return load_config(REPO / "configs/demo-llm.yaml", [*_sample(), *extra])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_llm_rows_on_a_cpu():
+    from dsum.config import GenerationConfig
+    from dsum.doctor import Check, check_llm
+
+    rows = {row.name: row for row in check_llm(_llm("lora.quantization=4bit"))}
+    assert list(rows) == ["quantization", "GPU memory", "max_new_tokens"]
+    assert rows["quantization"].level == FAIL and "set lora.quantization: none" in rows["quantization"].detail
+    memory = rows["GPU memory"]
+    assert memory.level == WARN and memory.detail.startswith("training needs ~") and "no CUDA GPU visible" in memory.detail
+    for part in ("weights", "lora weights", "gradients", "optimizer", "activations", "overhead"):
+        assert part in memory.detail, part
+    # demo-llm's 60 new tokens are short for Korean summaries; left unset, decoder-only models get 160.
+    assert rows["max_new_tokens"].level == WARN and "generation.max_new_tokens=60" in rows["max_new_tokens"].detail
+    unset = _llm()
+    unset = unset.model_copy(update={"generation": GenerationConfig()})
+    assert check_llm(unset)[-1] == Check("max_new_tokens", OK, "generation.max_new_tokens=160")
+    # A seq2seq model without LoRA gets none of these rows; a target that names no layer fails.
+    assert check_llm(load_config(REPO / "configs/demo.yaml", _sample())) == []
+    wrong = {row.name: row for row in check_llm(_llm("lora.target_modules=[query]"))}["GPU memory"]
+    assert wrong.level == FAIL and "names no layer" in wrong.detail
+
+
+def test_llm_tokenizer_rows_show_the_prompt_and_the_end_of_turn():
+    from standins import SOLAR
+
+    tiny = check_tokenizer(_llm())
+    assert tiny.level == OK, tiny.detail
+    assert "decoder-only: prompt '<|im_start|>system\\n" in tiny.detail
+    assert tiny.detail.splitlines()[1].startswith("dev_0 prompt: ids [") and "\\n" in tiny.detail.splitlines()[1]
+    assert tiny.detail.splitlines()[2].endswith("<|im_end|>] (82 ids)")
+    solar = check_tokenizer(load_config(REPO / "configs/solar-qlora.yaml", _sample(f"model.name={SOLAR}")))
+    assert solar.level == OK, solar.detail
+    assert "labels `summary </s>`" in solar.detail and solar.detail.splitlines()[2].split("] pieces")[0].endswith(" 2")
+
+
+def test_disk_check_of_a_lora_run_counts_the_adapters():
+    from standins import SOLAR
+
+    cfg = load_config(REPO / "configs/solar-qlora.yaml", _sample(f"model.name={SOLAR}"))
+    assert parameter_count(cfg.model, cfg.lora) == (48 * 16 * 81920, "LoRA r16 adapters only")
+    assert parameter_count(cfg.model) == (10_731_524_096, "from the model's config.json")
+    assert check_disk(cfg).level == OK and "62.9M params" in check_disk(cfg).detail
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_solar_qlora_recipe_rows():
+    from standins import SOLAR
+
+    result = run_dsum("doctor", "-c", "configs/solar-qlora.yaml", *[a for s in _sample(f"model.name={SOLAR}") for a in ("--set", s)], env=WIDE)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "✗" in _mark_line(result.stdout, "quantization") and "lora.quantization: none" in result.stdout
+    memory = _mark_line(result.stdout, "GPU memory")
+    assert "!" in memory and "training needs ~8.9 GiB (weights 6.01" in memory
+    assert "✓" in _mark_line(result.stdout, "max_new_tokens") and "✓" in _mark_line(result.stdout, "tokenizer")

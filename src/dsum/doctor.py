@@ -2,7 +2,9 @@
 
 Each check answers one question a teammate would otherwise find out an hour into training: is there
 a GPU for this precision, are the data files there and sound, can the model be loaded from here,
-where will the tracker write, is there disk for the checkpoints, does the board's analyser work.
+where will the tracker write, is there disk for the checkpoints, does the board's analyser work; for an
+LLM (decoder-only or LoRA) config also: can it be quantized here, will training fit in the GPU's memory
+(dsum.memory's estimate), will the summaries fit in generation.max_new_tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsum.config import Config, ModelConfig, TinyModelConfig
+from dsum.config import Config, LoraConfig, ModelConfig, TinyModelConfig
 from dsum.errors import UserError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -38,6 +40,7 @@ def run_checks(cfg: Config, source: str = "config") -> list[Check]:
         check_data(cfg),
         check_model(cfg.model),
         check_tokenizer(cfg),
+        *check_llm(cfg),
         check_tracking(cfg),
         check_disk(cfg),
         check_analyser(cfg.metric.tokenizer),
@@ -157,50 +160,68 @@ def check_tokenizer(cfg: Config) -> Check:
     """The tokenizer loads, and one dev example framed as the model will see it: ids and pieces.
 
     ✗ when the labels would not end in eos (the model would never learn to stop), when a `#…#` token
-    is split into pieces, or when a configured length is beyond the model's positions.
+    is split into pieces, or when a configured length is beyond the model's positions. Decoder-only
+    models: the prompt rendered by the chat template, labels ending in its end-of-turn token (their
+    vocabulary spells `#…#` tokens in pieces: none are added, new rows would stay untrained under LoRA).
     """
     from dsum.data import read_examples
-    from dsum.modeling import check_lengths, load_model_and_tokenizer, load_model_config
+    from dsum.modeling import check_lengths, load_model_and_tokenizer, load_model_config, with_model_defaults
     from dsum.text import special_tokens_for
-    from dsum.tokenization import add_data_tokens, encode_labels, encode_sources, framing_for, load_tokenizer, split_data_tokens
+    from dsum.tokenization import (
+        add_data_tokens, chat_framing, encode_chat_example, encode_labels, encode_sources, framing_for, is_decoder_only,
+        load_tokenizer, split_data_tokens,
+    )
 
     try:
         examples = read_examples(cfg.data.dev, require_summary=True)
         model_config = load_model_config(cfg.model)
+        decoder_only = is_decoder_only(model_config)
+        cfg = with_model_defaults(cfg, model_config)
         check_lengths(cfg.model, cfg.generation.max_new_tokens, model_config)
         texts = [ex.dialogue for ex in examples] + [ex.summaries[0] for ex in examples]
         specials = special_tokens_for(texts)
         if cfg.model.tiny is not None:
             train = [t for path in cfg.data.train for ex in read_examples(path, require_summary=True) for t in (ex.dialogue, ex.summaries[0])]
-            model, tokenizer = load_model_and_tokenizer(cfg.model, specials, train)
+            model, tokenizer = load_model_and_tokenizer(cfg.model, specials, train, prompt=cfg.prompt)
             model_config = model.config
         else:
             tokenizer = load_tokenizer(cfg.model.name)
-            add_data_tokens(tokenizer, specials)
-        framing = framing_for(model_config, tokenizer)
+            if not decoder_only:
+                add_data_tokens(tokenizer, specials)
+        example = examples[0]
+        if decoder_only:
+            framing = chat_framing(tokenizer, cfg.prompt)
+            row, _, _ = encode_chat_example(tokenizer, framing, example.dialogue, example.summaries[0],
+                                            cfg.model.max_source_length, cfg.model.max_target_length)
+            prompt_length = row["labels"].count(-100)
+            source, label = row["input_ids"][:prompt_length], row["input_ids"][prompt_length:]
+            end = framing.end_of_turn
+        else:
+            framing = framing_for(model_config, tokenizer)
+            sources, _ = encode_sources(tokenizer, framing, [example.dialogue], cfg.model.max_source_length)
+            labels, _ = encode_labels(tokenizer, framing, [example.summaries[0]], cfg.model.max_target_length)
+            source, label, end = sources[0], labels[0], tokenizer.eos_token_id
     except UserError as exc:
         return Check("tokenizer", FAIL, str(exc))
-    example = examples[0]
-    sources, _ = encode_sources(tokenizer, framing, [example.dialogue], cfg.model.max_source_length)
-    labels, _ = encode_labels(tokenizer, framing, [example.summaries[0]], cfg.model.max_target_length)
-    source, label = sources[0], labels[0]
 
     def shown(ids: list[int], head: int, tail: int = 0) -> str:
         cut = ids if len(ids) <= head + tail else [*ids[:head], None, *ids[len(ids) - tail :]]
-        pieces = ["…" if i is None else readable_piece(tokenizer, i) for i in cut]
+        pieces = ["…" if i is None else readable_piece(tokenizer, i).replace("\n", "\\n") for i in cut]
         numbers = ["…" if i is None else str(i) for i in cut]
         return f"ids [{' '.join(numbers)}] pieces [{' '.join(pieces)}] ({len(ids)} ids)"
 
     detail = (
         f"{type(tokenizer).__name__}, {len(tokenizer)} tokens; {framing.describe(tokenizer)}\n"
-        f"{example.fname} dialogue: {shown(source, 12, 3)}\n"
+        f"{example.fname} {'prompt' if decoder_only else 'dialogue'}: {shown(source, 12, 3)}\n"
         f"{example.fname} summary: {shown(label, 16, 3)}"
     )
-    split = split_data_tokens(tokenizer, specials)
+    split = [] if decoder_only else split_data_tokens(tokenizer, specials)
     if split:
         return Check("tokenizer", FAIL, f"{detail}\n#…# tokens split into pieces: {', '.join(split)}")
-    if not label or label[-1] != tokenizer.eos_token_id:
-        return Check("tokenizer", FAIL, f"{detail}\nlabels do not end in eos ({tokenizer.eos_token}): the model would never learn to stop")
+    if not label or label[-1] != end:
+        name = tokenizer.convert_ids_to_tokens(end) if end is not None else tokenizer.eos_token
+        return Check("tokenizer", FAIL, f"{detail}\nlabels do not end in {'end-of-turn' if decoder_only else 'eos'} ({name}): "
+                                        "the model would never learn to stop")
     return Check("tokenizer", OK, detail)
 
 
@@ -222,6 +243,124 @@ def cached_config(name: str) -> Path | None:
     except HFValidationError:  # not a valid repo id (e.g. a path that does not exist)
         return None
     return Path(found) if isinstance(found, str) else None
+
+
+# The SOLAR team's generation.max_new_tokens 96 cut 19% of the summaries; 150 did not.
+MIN_DECODER_ONLY_NEW_TOKENS = 150
+
+
+def check_llm(cfg: Config) -> list[Check]:
+    """The rows of decoder-only and LoRA configs: quantization's needs, the GPU memory estimate, the summary length."""
+    import importlib.util
+
+    import torch
+
+    rows = []
+    quantization = cfg.lora.quantization if cfg.lora is not None else "none"
+    bnb = importlib.util.find_spec("bitsandbytes") is not None
+    found = quantization_check(quantization, cfg.training.optimizer, torch.cuda.is_available(), bnb)
+    if found is not None:
+        rows.append(Check("quantization", *found))
+    from dsum.modeling import load_model_config, with_model_defaults
+    from dsum.tokenization import is_decoder_only
+
+    try:
+        model_config = load_model_config(cfg.model)
+    except UserError as exc:  # the model row says why; without the config there is nothing to estimate
+        if cfg.lora is not None:
+            rows.append(Check("GPU memory", WARN, f"no estimate: the model's config does not load ({exc})"))
+        return rows
+    decoder_only = is_decoder_only(model_config)
+    if not decoder_only and cfg.lora is None:
+        return rows
+    estimate = training_estimate(cfg, model_config)
+    if cfg.lora is not None and estimate.lora_params == 0:
+        rows.append(Check("GPU memory", FAIL, f"lora.target_modules={cfg.lora.target_modules} names no layer of the "
+                                              "model (peft refuses it): use all-linear or layer names such as q_proj, v_proj"))
+    else:
+        rows.append(Check("GPU memory", *memory_check(estimate, gpu_memory())))
+    if decoder_only:
+        tokens = with_model_defaults(cfg, model_config).generation.max_new_tokens
+        if tokens < MIN_DECODER_ONLY_NEW_TOKENS:
+            rows.append(Check("max_new_tokens", WARN, (
+                f"generation.max_new_tokens={tokens} for a decoder-only model: Korean takes about a token a syllable "
+                f"and the SOLAR team's 96 cut 19% of the summaries; set it to {MIN_DECODER_ONLY_NEW_TOKENS} or more "
+                "(unset: 160)")))
+        else:
+            rows.append(Check("max_new_tokens", OK, f"generation.max_new_tokens={tokens}"))
+    return rows
+
+
+def quantization_check(quantization: str, optimizer: str, cuda: bool, bitsandbytes: bool) -> tuple[str, str] | None:
+    """(level, detail) for the settings that need bitsandbytes and a CUDA GPU; None when nothing needs them."""
+    needs = [f"lora.quantization={quantization}"] if quantization in ("4bit", "8bit") else []
+    if optimizer == "paged_adamw_8bit":
+        needs.append("training.optimizer=paged_adamw_8bit")
+    if not needs:
+        return None
+    what = " and ".join(needs)
+    fixes = []
+    if not cuda:
+        off = " and ".join(
+            (["lora.quantization: none"] if quantization != "none" else []) +
+            (["training.optimizer: adamw_torch"] if optimizer == "paged_adamw_8bit" else []))
+        fixes.append(f"no CUDA GPU is visible: run on a CUDA GPU or set {off}")
+    if not bitsandbytes:
+        fixes.append("bitsandbytes is not installed: install bitsandbytes: uv sync")
+    if fixes:
+        return FAIL, f"{what} needs a CUDA GPU and the bitsandbytes package; {'; '.join(fixes)}"
+    return OK, f"{what}: bitsandbytes installed, CUDA GPU visible"
+
+
+def training_estimate(cfg: Config, model_config):
+    """dsum.memory's estimate of the config's training step (the optimizer as a CUDA run resolves auto)."""
+    import importlib.util
+
+    from dsum.memory import estimate_training_memory
+    from dsum.tokenization import is_decoder_only
+
+    m, t = cfg.model, cfg.training
+    decoder_only = is_decoder_only(model_config)
+    # auto → paged 8-bit AdamW for LoRA where bitsandbytes is there (dsum.train.optimizer_name, on a CUDA GPU).
+    paged = t.optimizer == "paged_adamw_8bit" or (
+        t.optimizer == "auto" and cfg.lora is not None and importlib.util.find_spec("bitsandbytes") is not None)
+    return estimate_training_memory(
+        model_config, cfg.lora, cfg.lora.quantization if cfg.lora is not None else "none", t.batch_size,
+        m.max_source_length + m.max_target_length if decoder_only else m.max_source_length,
+        t.gradient_checkpointing, paged, t.precision, target_len=None if decoder_only else m.max_target_length,
+    )
+
+
+def gpu_memory() -> int | None:
+    """Bytes of memory of the first CUDA GPU; None when none is visible."""
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
+
+
+def memory_check(estimate, gpu_bytes: int | None) -> tuple[str, str]:
+    """(level, detail) of a training memory estimate against the GPU's memory (None: no GPU visible).
+
+    ✗ beyond the GPU, naming the settings that lower it; ! within 10% of it (the activations are an
+    approximation); ✓ otherwise.
+    """
+    need = estimate.describe()
+    if gpu_bytes is None:
+        return WARN, f"training needs {need}; no CUDA GPU visible to compare it with"
+    have = f"the GPU's {gpu_bytes / GIB:.1f} GiB"
+    if estimate.total > gpu_bytes:
+        settings = (
+            ([f"training.batch_size (now {estimate.batch_size}; raise training.gradient_accumulation_steps to keep the "
+              "effective batch)"] if estimate.batch_size > 1 else [])
+            + ["model.max_source_length"]
+            + (["training.gradient_checkpointing: true"] if not estimate.gradient_checkpointing else [])
+            + (["lora.quantization: 4bit" if estimate.lora_params else "a lora section (LoRA, quantization: 4bit)"]
+               if estimate.quantization != "4bit" else [])
+        )
+        return FAIL, f"training needs {need}, more than {have}; lower it with {', '.join(settings)}"
+    if estimate.total > 0.9 * gpu_bytes:
+        return WARN, f"training needs {need}, within 10% of {have} (activations are approximate)"
+    return OK, f"training needs {need} of {have}"
 
 
 def check_tracking(cfg: Config) -> Check:
@@ -263,7 +402,7 @@ def check_disk(cfg: Config) -> Check:
     target = Path(cfg.general.output_dir).resolve()
     existing = next(p for p in (target, *target.parents) if p.exists())
     free = shutil.disk_usage(existing).free
-    params, source = parameter_count(cfg.model)
+    params, source = parameter_count(cfg.model, cfg.lora)
     copies = cfg.training.save_total_limit + 1  # + checkpoint-best
     need = params * CHECKPOINT_BYTES_PER_PARAM * copies
     detail = (f"{free / GIB:.1f} GiB free at {existing}; checkpoints need ~{need / GIB:.2f} GiB "
@@ -275,19 +414,28 @@ def check_disk(cfg: Config) -> Check:
     return Check("disk", OK, detail)
 
 
-def parameter_count(model: ModelConfig) -> tuple[int, str]:
-    """(parameters, where the number comes from)."""
-    if model.tiny is not None:
+def parameter_count(model: ModelConfig, lora: LoraConfig | None = None) -> tuple[int, str]:
+    """(parameters a checkpoint holds, where the number comes from): every weight, or with LoRA the adapters
+    alone (fp32 adapters and their AdamW moments: the same 12 bytes a parameter)."""
+    if model.tiny is not None and lora is None:
         return tiny_parameter_count(model.tiny), "tiny config, approximate"
-    folder = Path(model.name)
-    config = folder / "config.json" if (folder / "config.json").is_file() else cached_config(model.name)
-    if config is None:
-        return KOBART_PARAMS, "model config not at hand: assumed KoBART size"
-    import torch
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+    from dsum.memory import build_on_meta, lora_parameter_count
 
-    with torch.device("meta"):  # shapes only: no memory, no weights read
-        built = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(config.parent))
+    if model.tiny is not None:
+        from dsum.modeling import load_model_config
+
+        model_config = load_model_config(model)
+    else:
+        folder = Path(model.name)
+        config = folder / "config.json" if (folder / "config.json").is_file() else cached_config(model.name)
+        if config is None:
+            return KOBART_PARAMS, "model config not at hand: assumed KoBART size"
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(config.parent)
+    built = build_on_meta(model_config)  # shapes only: no memory, no weights read
+    if lora is not None:
+        return lora_parameter_count(built, lora.r, lora.target_modules), f"LoRA r{lora.r} adapters only"
     return sum(p.numel() for p in built.parameters()), "from the model's config.json"
 
 
