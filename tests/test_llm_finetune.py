@@ -3,6 +3,7 @@ left-padded generation, adapters saved / reloaded / merged, the demo-llm recipe 
 after kill -9, and the errors a user can cause."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -271,3 +272,24 @@ def test_korean_only_regenerates_the_rows_not_in_hangul_with_other_scripts_banne
         latin = {c for c in korean[fname] if c.isascii() and c.isalpha()}
         assert latin <= tag_letters, (fname, korean[fname])
     assert all(korean[f] == plain[f] for f in plain if f not in foreign)  # the others are untouched
+
+
+def test_torchrun_two_processes_train_the_llm_adapters(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    overrides = demo_llm_overrides(tmp_path)
+    del overrides["training.eval_subset"]  # all 20 dev rows, split between the ranks
+    args = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29518", "-m", "dsum", "train", "-c", "configs/demo-llm.yaml", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-llm"]  # both ranks wrote into rank 0's directory
+    run_dir = tmp_path / "demo-llm"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 10  # 80 examples / (batch 8 × 2 processes) × 2 epochs
+    evals = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if "eval_board_score" in line]
+    assert len(evals) == 2
+    # Evaluation split dev's batches across the ranks and gathered them: the same score as the final dev pass.
+    assert metrics["dev"]["score"] == pytest.approx(max(e["eval_board_score"] for e in evals), abs=1e-6)
+    assert (run_dir / "checkpoint-best" / "adapter_config.json").is_file()
