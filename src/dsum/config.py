@@ -106,6 +106,9 @@ class LoraConfig(Section):
     """Dropout on the adapter's input."""
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
     """Module names that get adapters (e.g. [q_proj, v_proj]); all-linear = every linear layer but the output head."""
+    modules_to_save: list[str] = []
+    """Modules trained in full and saved with the adapters, e.g. [embed_tokens] for a base whose embeddings are
+    untrained (the tiny demo) or got new tokens."""
     quantization: Literal["none", "4bit", "8bit"] = "none"
     """Load the base model quantized with bitsandbytes (CUDA only): 4bit = NF4, double quantization, bf16
     compute (QLoRA); 8bit = LLM.int8(). The adapters train in full precision."""

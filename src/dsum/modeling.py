@@ -124,7 +124,8 @@ def wrap_lora(model, lora: LoraConfig, base: str | None = None):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     task = TaskType.CAUSAL_LM if is_decoder_only(model.config) else TaskType.SEQ_2_SEQ_LM
     settings = PeftLoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type=task
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type=task,
+        modules_to_save=lora.modules_to_save or None,
     )
     model = get_peft_model(model, settings)
     if base is not None:
