@@ -84,7 +84,6 @@ Since both loops feed dsum's framed ids (`<s> dialogue </s>`): 2.87, 499/499 ide
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -97,7 +96,7 @@ from dsum.modeling import load_model_and_tokenizer
 from dsum.text import special_tokens_for
 from dsum.tokenization import SummaryDecoder, encode_labels, encode_sources, framing_for, tokenize_examples
 
-from common import REPO, load_data, report_load  # benchmarks/ is on sys.path when run as a script
+from common import REPO, Loop, load_data, race, report_load  # benchmarks/ is on sys.path when run as a script
 
 CONFIG = REPO / "configs" / "demo.yaml"
 ORGANISER_REMOVE = ("<usr>", "<s>", "</s>", "<pad>")  # what the organiser's notebook strips
@@ -196,45 +195,6 @@ def organiser_steps(model, tokenizer, split, keep, gen_kwargs, batch_size, max_s
         yield indices, texts, lengths
 
 
-class Loop:
-    """One loop's step generator, its timing and its collected outputs."""
-
-    def __init__(self, name: str, steps, n: int):
-        self.name, self.steps, self.n = name, steps, n
-        self.seconds, self.done = 0.0, 0
-        self.texts: list[str] = [""] * n
-        self.lengths: list[int] = [0] * n
-        self.info = self.step()  # tokenizing: timed
-
-    def step(self):
-        start = time.perf_counter()
-        out = next(self.steps, None)
-        self.seconds += time.perf_counter() - start
-        return out
-
-    def advance(self) -> bool:
-        out = self.step()
-        if out is None:
-            self.done = self.n
-            return False
-        indices, texts = out[0], out[1]
-        for pos, i in enumerate(indices):
-            self.texts[i] = texts[pos]
-            if len(out) > 2:
-                self.lengths[i] = out[2][pos]
-        self.done += len(indices)
-        return True
-
-
-def run_lockstep(loops: list[Loop]) -> None:
-    """Step the loop with the smallest share of its dialogues done (ties: the first listed) until all finish."""
-    active = list(loops)
-    while active:
-        loop = min(active, key=lambda lp: lp.done / lp.n)
-        if not loop.advance():
-            active.remove(loop)
-
-
 def show_mismatches(title: str, left: list[str], right: list[str], shown: int = 3) -> int:
     bad = [i for i, (a, b) in enumerate(zip(left, right)) if a != b]
     print(f"{title}: {len(left) - len(bad)}/{len(left)} identical ({len(bad)} mismatches)")
@@ -289,9 +249,7 @@ def main() -> None:
 
     # Untimed warm-up: the first generate call of a process pays one-off set-up costs.
     generate_summaries(model, tokenizer, dialogues[:4], cfg.generation, 4, max_source, progress=False)
-    totals = {"organiser": 0.0, "dsum": 0.0}
-    first_texts = None
-    for repeat in range(1, args.repeats + 1):
+    def make_loops():
         organiser = Loop(
             "organiser",
             organiser_steps(
@@ -299,19 +257,9 @@ def main() -> None:
             ),
             n,
         )
-        dsum = Loop("dsum", iter_generate(model, tokenizer, dialogues, cfg.generation, args.batch_size, max_source), n)
-        run_lockstep([organiser, dsum] if repeat % 2 else [dsum, organiser])  # ties: alternate who goes first
-        for loop in (organiser, dsum):
-            totals[loop.name] += loop.seconds
-        print(
-            f"  run {repeat}: organiser {organiser.seconds:.1f}s, dsum {dsum.seconds:.1f}s "
-            f"(ratio {organiser.seconds / dsum.seconds:.2f}; load average now {os.getloadavg()[0]:.1f})",
-            flush=True,
-        )
-        if first_texts is None:
-            first_texts = (organiser.texts, dsum.texts)
-        elif first_texts != (organiser.texts, dsum.texts):
-            print("  warning: this run's outputs differ from the first run's")
+        return organiser, Loop("dsum", iter_generate(model, tokenizer, dialogues, cfg.generation, args.batch_size, max_source), n)
+
+    totals, organiser, dsum = race(make_loops, args.repeats)
 
     padded_shape = organiser.info[1]
     real = sum(lengths)

@@ -83,7 +83,6 @@ near tie between two tokens could go the other way. The last line is
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -95,7 +94,7 @@ from dsum.modeling import load_model_and_tokenizer
 from dsum.tokenization import AnswerDecoder, chat_framing, encode_prompt
 from dsum.train import load_data as load_train_data
 
-from common import REPO, load_data, report_load  # benchmarks/ is on sys.path when run as a script
+from common import REPO, Loop, load_data, race, report_load  # benchmarks/ is on sys.path when run as a script
 
 CONFIG = REPO / "configs" / "demo-llm.yaml"
 
@@ -147,45 +146,6 @@ def naive_steps(model, tokenizer, system, user, dialogues, expected, gen_kwargs,
         stops = [k for k, token in enumerate(new) if token in stop_ids]
         length = stops[0] if stops else len(new)
         yield [i], decode([new]), [length]
-
-
-class Loop:
-    """One loop's step generator, its timing and its collected outputs."""
-
-    def __init__(self, name: str, steps, n: int):
-        self.name, self.steps, self.n = name, steps, n
-        self.seconds, self.done = 0.0, 0
-        self.texts: list[str] = [""] * n
-        self.lengths: list[int] = [0] * n
-        self.info = self.step()  # tokenizing (dsum) / counting (naive): timed
-
-    def step(self):
-        start = time.perf_counter()
-        out = next(self.steps, None)
-        self.seconds += time.perf_counter() - start
-        return out
-
-    def advance(self) -> bool:
-        out = self.step()
-        if out is None:
-            self.done = self.n
-            return False
-        indices, texts = out[0], out[1]
-        for pos, i in enumerate(indices):
-            self.texts[i] = texts[pos]
-            if len(out) > 2:
-                self.lengths[i] = out[2][pos]
-        self.done += len(indices)
-        return True
-
-
-def run_lockstep(loops: list[Loop]) -> None:
-    """Step the loop with the smallest share of its dialogues done (ties: the first listed) until all finish."""
-    active = list(loops)
-    while active:
-        loop = min(active, key=lambda lp: lp.done / lp.n)
-        if not loop.advance():
-            active.remove(loop)
 
 
 def main() -> None:
@@ -248,29 +208,12 @@ def main() -> None:
     naive_args = (chat.system, chat.user)
     naive_rest = (expected, naive_kwargs, decode, stop_ids, max_source)
     list(naive_steps(model, tokenizer, *naive_args, dialogues[:1], *naive_rest))
-    totals = {"naive": 0.0, "dsum": 0.0}
-    first_texts = None
-    for repeat in range(1, args.repeats + 1):
-        naive = Loop(
-            "naive",
-            naive_steps(model, tokenizer, *naive_args, dialogues, *naive_rest),
-            n,
-        )
-        dsum = Loop(
-            "dsum", iter_generate(model, tokenizer, dialogues, gen, args.batch_size, max_source, prompt=cfg.prompt), n
-        )
-        run_lockstep([naive, dsum] if repeat % 2 else [dsum, naive])  # ties: alternate who goes first
-        for loop in (naive, dsum):
-            totals[loop.name] += loop.seconds
-        print(
-            f"  run {repeat}: naive {naive.seconds:.1f}s, dsum {dsum.seconds:.1f}s "
-            f"(ratio {naive.seconds / dsum.seconds:.2f}; load average now {os.getloadavg()[0]:.1f})",
-            flush=True,
-        )
-        if first_texts is None:
-            first_texts = (naive.texts, dsum.texts)
-        elif first_texts != (naive.texts, dsum.texts):
-            print("  warning: this run's outputs differ from the first run's")
+    def make_loops():
+        naive = Loop("naive", naive_steps(model, tokenizer, *naive_args, dialogues, *naive_rest), n)
+        dsum = Loop("dsum", iter_generate(model, tokenizer, dialogues, gen, args.batch_size, max_source, prompt=cfg.prompt), n)
+        return naive, dsum
+
+    totals, naive, dsum = race(make_loops, args.repeats)
 
     lengths = [len(ids) for ids in expected["cut"]]
     batches = length_batches(lengths, args.batch_size, max_source, gen.batch_by_tokens)
