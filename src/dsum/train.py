@@ -329,7 +329,7 @@ def training_arguments(cfg: Config, run_dir: Path, precision: str):
         ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
         # Without CUDA, accelerate makes a torchrun job one DDP group (MULTI_CPU, gloo) only when told it runs on
         # the CPU; otherwise every rank trains its own copy with no gradient exchange.
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=distributed and not torch.cuda.is_available(),
     )
 
 
