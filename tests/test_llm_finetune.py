@@ -293,3 +293,37 @@ def test_torchrun_two_processes_train_the_llm_adapters(tmp_path):
     # Evaluation split dev's batches across the ranks and gathered them: the same score as the final dev pass.
     assert metrics["dev"]["score"] == pytest.approx(max(e["eval_board_score"] for e in evals), abs=1e-6)
     assert (run_dir / "checkpoint-best" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("which", ["solar", "qwen3"])
+def test_a_stand_in_adapter_reloads_and_merges_with_identical_outputs(which, request, tmp_path):
+    from dsum.config import LoraConfig
+    from dsum.export import export_checkpoint
+    from dsum.modeling import load_pretrained, wrap_lora
+
+    folder = request.getfixturevalue(f"{which}_standin")
+    model, tokenizer = load_pretrained(folder)
+    input_dependent(model)
+    model.save_pretrained(tmp_path / "base")  # the redrawn weights are this test's base
+    tokenizer.save_pretrained(tmp_path / "base")
+    model = wrap_lora(model, LoraConfig(r=4, alpha=8, dropout=0.0), base=str(tmp_path / "base"))
+    torch.manual_seed(2)
+    with torch.no_grad():  # B starts at zero (the adapter would change nothing): give it weights
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    model.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+
+    prompt = PROMPT.model_copy(update={"template_options": {"enable_thinking": False} if which == "qwen3" else {}})
+    gen = GenerationConfig(num_beams=1, no_repeat_ngram_size=0, max_new_tokens=10)
+    expected = generate_summaries(model, tokenizer, DIALOGUES, gen, 4, 256, progress=False, prompt=prompt)
+    reloaded, reloaded_tokenizer = load_pretrained(tmp_path / "adapter")
+    assert generate_summaries(reloaded, reloaded_tokenizer, DIALOGUES, gen, 4, 256, progress=False, prompt=prompt) == expected
+    merged, merged_tokenizer = load_pretrained(export_checkpoint(tmp_path / "adapter", tmp_path / "merged", merge=True))
+    assert generate_summaries(merged, merged_tokenizer, DIALOGUES, gen, 4, 256, progress=False, prompt=prompt) == expected
+    ids = torch.tensor([tokenizer("#Person1#: 안녕하세요.", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, model(ids).logits, rtol=1e-4, atol=1e-4)
+    base_texts = generate_summaries(load_pretrained(tmp_path / "base")[0], tokenizer, DIALOGUES, gen, 4, 256, progress=False, prompt=prompt)
+    assert base_texts != expected  # the adapter changes what the model writes

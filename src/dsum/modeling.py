@@ -207,8 +207,8 @@ def load_pretrained(name_or_path: str | Path, quantization: str = "none"):
     if adapter:
         from peft import PeftModel
 
-        if len(tokenizer) != model.get_input_embeddings().num_embeddings:
-            resize_embeddings(model, len(tokenizer))  # the seq2seq base got the data's tokens in training
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            resize_embeddings(model, len(tokenizer))  # a hub base that got the data's tokens in training
         model = PeftModel.from_pretrained(model, str(folder))
     if decoder_only:
         tokenizer.padding_side = "left"
