@@ -251,7 +251,6 @@ class ChatFraming:
     end_of_turn: int  # the last id trained on: the template's end-of-turn token, else eos
     stop_ids: tuple[int, ...]  # generation stops at any of these
     pad: int
-    architecture: str = "decoder-only"
 
     def render(self, tokenizer, dialogue: str, answer: str | None = None) -> str:
         messages = [{"role": "system", "content": self.system}] if self.system else []
