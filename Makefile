@@ -1,8 +1,8 @@
 # `make demo`: set up and train the offline demo (tiny model, bundled sample, CPU, ~2 minutes).
-# `make test`: set up and run the test suite.
+# `make test`: set up and run the test suite (`make test-fast`: the unit tests alone).
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: setup demo demo-llm test bench
+.PHONY: setup demo demo-llm test test-fast bench
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -17,6 +17,10 @@ demo-llm: setup
 
 test: setup
 	$(UV) run --frozen pytest
+
+# The unit tests alone (tests/unit): a minute or two, to run often.
+test-fast: setup
+	$(UV) run --frozen pytest tests/unit
 
 bench: setup
 	$(UV) run --frozen python benchmarks/score_speed.py

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from dsum.data import read_examples
-from dsum.text import Normalizer
+from dsum.data.files import read_examples
+from dsum.data.text import Normalizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DEV = REPO.parent / "shared" / "data" / "competition-ko" / "dev.csv"

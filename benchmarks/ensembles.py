@@ -9,10 +9,10 @@ the checkpoints can be combined at the logit and the weight level. On dev (20 ro
 or --dev), each method's summaries are scored the board's way, per row:
 
 * single: each model's checkpoint-best (its run's dev_predictions.csv);
-* MBR (dsum.ensemble.mbr): per row, the model summary the other models' summaries agree with most;
+* MBR (dsum.verbs.ensemble.mbr): per row, the model summary the other models' summaries agree with most;
 * logit ensemble (dsum predict with N checkpoints): one beam search over the mean of the N models'
   next-token log-probabilities;
-* weight average (dsum.average): one model whose weights are the mean of the N checkpoints'.
+* weight average (dsum.verbs.average): one model whose weights are the mean of the N checkpoints'.
   Expected poor: models trained from different random initialisations sit in different basins
   (their hidden units are permuted relative to each other), so the mean of their weights is not a
   model of either; averaging is meant for checkpoints of one run or fold models fine-tuned from one
@@ -20,7 +20,7 @@ or --dev), each method's summaries are scored the board's way, per row:
 
 Per method: the dev score, the difference from the best single model (chosen on this same dev set,
 which flatters it slightly) with the paired bootstrap's 95% interval over dev rows
-(dsum.bootstrap.paired_bootstrap, 1,000 seeded resamples) and the share of resamples in which the
+(dsum.metric.bootstrap.paired_bootstrap, 1,000 seeded resamples) and the share of resamples in which the
 method scores higher. With 20 dev rows the intervals are wide: a few points either way is noise.
 The per-row oracle (the best single model's summary for each row, chosen with the references) is
 printed as the ceiling for choosing among the N summaries. The last line is
@@ -47,14 +47,14 @@ import torch
 
 from common import REPO, report_load  # benchmarks/ is on sys.path when run as a script
 
-from dsum.average import average_checkpoints
-from dsum.bootstrap import paired_bootstrap
+from dsum.verbs.average import average_checkpoints
+from dsum.metric.bootstrap import paired_bootstrap
 from dsum.config import load_config
-from dsum.data import read_examples, read_predictions, read_table, reference_map
-from dsum.ensemble import Source, mbr
-from dsum.metric import score_texts
-from dsum.predict import predict
-from dsum.train import train
+from dsum.data.files import read_examples, read_predictions, read_table, reference_map
+from dsum.verbs.ensemble import Source, mbr
+from dsum.metric.rouge import score_texts
+from dsum.verbs.predict import predict
+from dsum.verbs.train import train
 
 CONFIG = REPO / "configs" / "demo.yaml"
 

@@ -1,9 +1,9 @@
-"""Generation throughput: the organiser's inference loop against dsum.generate.generate_summaries.
+"""Generation throughput: the organiser's inference loop against dsum.model.generate.generate_summaries.
 
 Run from anywhere: .venv/bin/python benchmarks/generate_throughput.py [--limit N] [--repeats R]
 
 Both loops summarise the same dialogues (the real dev.csv when ../shared/data/competition-ko/
-holds it, else data/sample/dev.csv, cleaned with dsum.text.Normalizer) with the same tiny BART
+holds it, else data/sample/dev.csv, cleaned with dsum.data.text.Normalizer) with the same tiny BART
 (model.tiny in configs/demo.yaml, vocabulary --vocab-size) and the organiser's generation
 settings: batch 32, num_beams 4, no_repeat_ngram_size 2, early_stopping, max_length 100.
 
@@ -18,13 +18,13 @@ settings: batch 32, num_beams 4, no_repeat_ngram_size 2, early_stopping, max_len
     transformers (its outputs then change with the amount of padding).
   * dsum: generate_summaries (via iter_generate, its batch-by-batch form), as dsum predict runs
     it: each dialogue tokenized unpadded, batches sorted by length and padded to their own longest,
-    the original order restored, outputs decoded by dsum.tokenization.SummaryDecoder. generation.max_new_tokens is
+    the original order restored, outputs decoded by dsum.model.tokenization.SummaryDecoder. generation.max_new_tokens is
     99: for an encoder-decoder, max_length counts the decoder start token, so max_length=100 is 99
     new tokens (the identical outputs confirm it). generation.batch_by_tokens is on, as by default:
     the sorted batches hold up to 32 × 512 source tokens at their longest (at most 128 dialogues),
     so the batch of the longest dialogues is a plain batch of 32 and short dialogues go in bigger
     ones (--dsum-fixed-batches turns it off). Its beam search keeps the cross-attention cache in
-    place when beams are reordered (dsum.generate.beam_search_cache): transformers re-gathers it
+    place when beams are reordered (dsum.model.generate.beam_search_cache): transformers re-gathers it
     every step although a dialogue's beams all hold copies of the same encoder output.
 
 The model: the tiny BART's weight matrices are redrawn with std 0.3 (--init-std; seeded). At its
@@ -91,10 +91,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from dsum.config import load_config
-from dsum.generate import generate_summaries, generation_kwargs, iter_generate, length_batches
-from dsum.modeling import load_model_and_tokenizer
-from dsum.text import special_tokens_for
-from dsum.tokenization import SummaryDecoder, encode_labels, encode_sources, framing_for, tokenize_examples
+from dsum.model.generate import generate_summaries, generation_kwargs, iter_generate, length_batches
+from dsum.model.loading import load_model_and_tokenizer
+from dsum.data.text import special_tokens_for
+from dsum.model.tokenization import SummaryDecoder, encode_labels, encode_sources, framing_for, tokenize_examples
 
 from common import REPO, Loop, load_data, race, report_load  # benchmarks/ is on sys.path when run as a script
 

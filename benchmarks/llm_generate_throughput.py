@@ -1,21 +1,21 @@
-"""Decoder-only generation throughput: the one-dialogue-at-a-time loop against dsum.generate.generate_summaries.
+"""Decoder-only generation throughput: the one-dialogue-at-a-time loop against dsum.model.generate.generate_summaries.
 
 Run from anywhere: .venv/bin/python benchmarks/llm_generate_throughput.py [--rows N] [--batch-size B] [--max-new-tokens T]
 
 Both loops summarise the same dialogues (a seeded random subset of --rows of the real dev.csv when
 ../shared/data/competition-ko/ holds it, else of data/sample/dev.csv, cleaned with
-dsum.text.Normalizer) with the same tiny decoder-only model, built as `dsum train -c
+dsum.data.text.Normalizer) with the same tiny decoder-only model, built as `dsum train -c
 configs/demo-llm.yaml` builds it (a Qwen3-style model from model.tiny, its tokenizer trained on the
-config's training split, the config's ChatML template and prompt; dsum.train.load_data, then
-dsum.modeling.load_model_and_tokenizer), and the config's greedy settings (num_beams 1,
+config's training split, the config's ChatML template and prompt; dsum.verbs.train.load_data, then
+dsum.model.loading.load_model_and_tokenizer), and the config's greedy settings (num_beams 1,
 repetition_penalty 1.1, --max-new-tokens, default 60 as in the config):
 
   * naive: the loop teams write for an LLM: for each dialogue, the prompt rendered by
     tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
     tokenized with return_tensors="pt", model.generate(**inputs, max_new_tokens=T,
     do_sample=False, repetition_penalty=...), the new tokens cut at the stop ids and cleaned by
-    dsum.tokenization.AnswerDecoder (so both loops' texts are comparable). Its ids are checked to
-    equal dsum's (dsum.tokenization.encode_prompt): the comparison is of batching only. A prompt
+    dsum.model.tokenization.AnswerDecoder (so both loops' texts are comparable). Its ids are checked to
+    equal dsum's (dsum.model.tokenization.encode_prompt): the comparison is of batching only. A prompt
     longer than model.max_source_length (512) gets encode_prompt's ids, cut inside the dialogue
     as dsum cuts it (their count is printed): a loop that fed the whole prompt would generate
     from another input.
@@ -62,7 +62,7 @@ is the conservative setting; --threads 2 is fair on an idle machine only.
 Measured on this 2-core machine at --d-model 128 --ffn-dim 256 (100 rows, batch 16, 60 new tokens,
 1 thread; the run takes 35-55 s): ratio 3.92 at load average 2.5 and 4.25 at 5-6, all 100
 outputs identical each time. Variants (same 100 rows): --max-new-tokens 160 (the decoder-only
-default when a config sets none, dsum.modeling.DECODER_ONLY_MAX_NEW_TOKENS) 4.56 at load 4; --dsum-fixed-batches 3.69 at
+default when a config sets none, dsum.model.loading.DECODER_ONLY_MAX_NEW_TOKENS) 4.56 at load 4; --dsum-fixed-batches 3.69 at
 load 3 (7 batches of 16 instead of 4 token-budget batches of 16-35); --d-model 64 --ffn-dim 128
 (the demo config's own size) 6.71 at load 3: at half the width the naive loop's time hardly
 changes (its steps are overhead) while dsum's halves (its cost is per-row arithmetic and cache).
@@ -89,10 +89,10 @@ from pathlib import Path
 import torch
 
 from dsum.config import load_config
-from dsum.generate import iter_generate, length_batches
-from dsum.modeling import load_model_and_tokenizer
-from dsum.tokenization import AnswerDecoder, chat_framing, encode_prompt
-from dsum.train import load_data as load_train_data
+from dsum.model.generate import iter_generate, length_batches
+from dsum.model.loading import load_model_and_tokenizer
+from dsum.model.tokenization import AnswerDecoder, chat_framing, encode_prompt
+from dsum.verbs.train import load_data as load_train_data
 
 from common import REPO, Loop, load_data, race, report_load  # benchmarks/ is on sys.path when run as a script
 

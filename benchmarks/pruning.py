@@ -28,7 +28,7 @@ import torch
 from optuna.trial import TrialState
 
 from dsum.config import load_config
-from dsum.tune import load_study, run_worker, with_values
+from dsum.verbs.tune import load_study, run_worker, with_values
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "demo-tune.yaml"

@@ -17,7 +17,7 @@ import csv
 import time
 from pathlib import Path
 
-from dsum.metric import get_tokenizer, score_texts
+from dsum.metric.rouge import get_tokenizer, score_texts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DEV = REPO.parent / "shared" / "data" / "competition-ko" / "dev.csv"

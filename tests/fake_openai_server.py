@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dsum.text import TOKEN_PATTERN
+from dsum.data.text import TOKEN_PATTERN
 
 Messages = list[dict]
 

@@ -18,22 +18,20 @@ The heavy modules (torch, transformers) are imported by the first call that need
 from __future__ import annotations
 
 import functools
-import sys
-import types
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsum.config import load_config
-from dsum.errors import UserError
-from dsum.verbosity import set_verbosity
+from dsum.util.errors import UserError
+from dsum.util.verbosity import set_verbosity
 
 if TYPE_CHECKING:
     from dsum.config import Config
-    from dsum.data import FileReport
-    from dsum.eda.report import ReportFiles
-    from dsum.metric import Score
+    from dsum.data.files import FileReport
+    from dsum.report.build import ReportFiles
+    from dsum.metric.rouge import Score
 
 __version__ = version("dsum")
 
@@ -48,7 +46,7 @@ def _api(function):
 
     @functools.wraps(function)
     def call(*args, **kwargs):
-        from dsum.envfile import load_env_file
+        from dsum.util.envfile import load_env_file
 
         load_env_file()
         return function(*args, **kwargs)
@@ -64,10 +62,10 @@ def train(cfg: Config, resume: bool | str | Path = False, folds: int | None = No
     out-of-fold score and a fold-ensemble submission (--folds, --folds-include-dev); returns their
     parent directory."""
     if folds is not None:
-        from dsum.folds import train_folds
+        from dsum.verbs.folds import train_folds
 
         return train_folds(cfg, folds, folds_include_dev)
-    from dsum.train import train as run_training
+    from dsum.verbs.train import train as run_training
 
     return run_training(cfg, resume=Path(resume) if isinstance(resume, str) else resume)
 
@@ -83,7 +81,7 @@ def predict(
     logit ensemble (--checkpoint repeated). `candidates=K`
     (--candidates K): also the K best beams per row, `samples=S` (--samples S) S drawn summaries per
     row, in one candidates file, its path under "candidates"."""
-    from dsum.predict import predict as run_predict
+    from dsum.verbs.predict import predict as run_predict
 
     # A list of checkpoints is a logit ensemble (--checkpoint repeated).
     checkpoints = [Path(c) for c in checkpoint] if isinstance(checkpoint, (list, tuple)) else Path(checkpoint)
@@ -94,8 +92,8 @@ def predict(
 def score(pred: str | Path, gold: str | Path, analyser: str = "mecab") -> Score:
     """`dsum score`: the board's ROUGE of a predictions file against a references file (rows matched
     by fname); `.score` is (R1+R2+RL)/3×100, `.per_row` the rows."""
-    from dsum.data import read_examples, read_predictions, reference_map
-    from dsum.metric import score_texts
+    from dsum.data.files import read_examples, read_predictions, reference_map
+    from dsum.metric.rouge import score_texts
 
     return score_texts(read_predictions(pred), reference_map(read_examples(gold, require_summary=True)), analyser)
 
@@ -105,8 +103,8 @@ def tune(cfg: Config, workers: int = 1) -> dict[str, Any]:
     """`dsum tune`: run the config's Optuna study (tune.n_trials more trials), write best.yaml,
     trials.csv and the plots; returns {"trials", "best_params", "best_value", "best_yaml", "plots",
     "dir", "dashboard", ...}. UserError when no trial finished."""
-    from dsum.tune import require_best, write_results
-    from dsum.tune import tune as run_tune
+    from dsum.verbs.tune import require_best, write_results
+    from dsum.verbs.tune import tune as run_tune
 
     result = write_results(cfg, run_tune(cfg, workers))
     require_best(cfg, result)
@@ -117,8 +115,8 @@ def tune(cfg: Config, workers: int = 1) -> dict[str, Any]:
 def eda(cfg: Config, out: str | Path = "reports/eda", workers: int | None = None) -> ReportFiles:
     """`dsum eda`: the data report under `out`; returns its paths (.html, .json, .lengths, .images:
     the PNGs, e.g. to show with IPython.display.Image)."""
-    from dsum.eda.morphemes import default_workers
-    from dsum.eda.report import build_report
+    from dsum.report.morphemes import default_workers
+    from dsum.report.build import build_report
 
     return build_report(cfg, Path(out), workers=workers or default_workers())
 
@@ -127,7 +125,7 @@ def eda(cfg: Config, out: str | Path = "reports/eda", workers: int | None = None
 def check_data(paths: str | Path | Sequence[str | Path]) -> list[FileReport]:
     """`dsum data check`: one report per file (.findings with level error/warning/info, .tokens);
     `[r.to_dict() for r in reports]` is what --json prints."""
-    from dsum.data import check_files
+    from dsum.data.files import check_files
 
     paths = [paths] if isinstance(paths, (str, Path)) else paths
     return check_files([Path(p) for p in paths])
@@ -136,7 +134,7 @@ def check_data(paths: str | Path | Sequence[str | Path]) -> list[FileReport]:
 @_api
 def check_submission(sub: str | Path, test: str | Path, sample: str | Path | None = None) -> list[str]:
     """`dsum submission check`: every problem of the submission (an empty list: well formed)."""
-    from dsum.submission import check_submission as run_check
+    from dsum.data.submission import check_submission as run_check
 
     return run_check(Path(sub), Path(test), Path(sample) if sample is not None else None)
 
@@ -145,8 +143,8 @@ def check_submission(sub: str | Path, test: str | Path, sample: str | Path | Non
 def list_runs(output_dir: str | Path = "runs", sort: str = "score") -> list[dict]:
     """`dsum runs --json`: one dict per run (name, model, lr, batch, epochs, score, best epoch,
     status, ...); `pandas.DataFrame(dsum.list_runs(cfg.general.output_dir))` is the table."""
-    from dsum.runs import list_runs as read_runs
-    from dsum.runs import rows_as_dicts
+    from dsum.runs.read import list_runs as read_runs
+    from dsum.runs.read import rows_as_dicts
 
     return rows_as_dicts(read_runs(Path(output_dir), sort))
 
@@ -159,20 +157,6 @@ def mbr(
     """`dsum ensemble mbr`: per row, the candidate the others agree with most (board ROUGE); writes `out`
     and its `_rows.csv` (with gold also `_record.md`); returns .result (.summaries, .choice, .wins())
     and .gold (.scores, .mbr, .oracle, .bootstrap, .halves) or None."""
-    from dsum.ensemble import run_mbr
+    from dsum.verbs.ensemble import run_mbr
 
     return run_mbr([Path(p) for p in preds], Path(out), Path(gold) if gold is not None else None, weights, source_weights, analyser)
-
-
-class _Api(types.ModuleType):
-    """`dsum.train` is the function above, although dsum/train.py exists (the same for predict,
-    tune, eda): importing a submodule sets it as an attribute of its package, which would replace
-    the function with the module. `from dsum.train import ...` still finds the module."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Api

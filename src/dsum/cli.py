@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dsum.errors import UserError
+from dsum.util.errors import UserError
 
 app = typer.Typer(
     help="Korean dialogue summarization: data checks, the board's ROUGE, training, submissions.",
@@ -46,7 +46,7 @@ def global_options(
     if verbose and quiet:
         raise typer.BadParameter("choose one of --verbose and --quiet")
     if verbose or quiet:
-        from dsum.verbosity import set_verbosity
+        from dsum.util.verbosity import set_verbosity
 
         set_verbosity("verbose" if verbose else "quiet")
 
@@ -89,7 +89,7 @@ def data_check(
 
     Example: dsum data check data/sample/train.csv data/sample/test.csv
     """
-    from dsum.data import check_files
+    from dsum.data.files import check_files
 
     reports = check_files(paths)
     if as_json:
@@ -134,8 +134,8 @@ def data_preprocess(
     Example: dsum data preprocess data/sample/train.csv /tmp/train.clean.csv
     """
     from dsum.config import load_config
-    from dsum.data import preprocess_file
-    from dsum.text import normalizer_from_config
+    from dsum.data.files import preprocess_file
+    from dsum.data.text import normalizer_from_config
 
     cfg = load_config(config, set_)
     counts = preprocess_file(src, dst, normalizer_from_config(cfg.data, force=True))
@@ -160,7 +160,7 @@ def score(
     Example: dsum score --pred runs/demo/dev_submission.csv --gold data/sample/dev.csv
     """
     from dsum import score as score_files
-    from dsum.atomic import atomic_write_text
+    from dsum.util.atomic import atomic_write_text
 
     result = score_files(pred, gold, analyser)
     if per_row:
@@ -207,11 +207,11 @@ def train(
 
     Example: dsum train -c configs/demo.yaml --parent demo
     """
-    from dsum.train import train as run_training
+    from dsum.verbs.train import train as run_training
 
     overrides = [*set_, f"general.parent={parent}"] if parent else set_
     if folds is not None or folds_include_dev:
-        from dsum.folds import train_folds
+        from dsum.verbs.folds import train_folds
 
         if folds is None:
             raise UserError("--folds-include-dev needs --folds K, e.g. dsum train -c CONFIG --folds 5 --folds-include-dev")
@@ -247,7 +247,7 @@ def predict(
 
     Example: dsum predict -c configs/demo.yaml --checkpoint runs/<name>/checkpoint-best --split test
     """
-    from dsum.predict import predict as run_predict
+    from dsum.verbs.predict import predict as run_predict
 
     result = run_predict(_load(config, set_), checkpoint if len(checkpoint) > 1 else checkpoint[0], split, out, candidates, samples)
     if "score" in result:
@@ -270,7 +270,7 @@ def average(
 
     Example: dsum average runs/fold0 runs/fold1 runs/fold2 --out runs/folds-avg/checkpoint-best
     """
-    from dsum.average import average_checkpoints
+    from dsum.verbs.average import average_checkpoints
 
     values = None
     if weights:
@@ -295,7 +295,7 @@ def export(
 
     Example: dsum export runs/solar-qlora runs/solar-qlora-merged --merge
     """
-    from dsum.export import export_checkpoint
+    from dsum.verbs.export import export_checkpoint
 
     print(f"exported: {export_checkpoint(checkpoint, out, merge)}")
 
@@ -314,8 +314,8 @@ def eda(
 
     Example: dsum eda -c configs/demo.yaml --out reports/eda
     """
-    from dsum.eda.morphemes import default_workers
-    from dsum.eda.report import build_report
+    from dsum.report.morphemes import default_workers
+    from dsum.report.build import build_report
 
     files = build_report(_load(config, set_), out, config_path=config, workers=workers or default_workers())
     print(f"report: {files.html}")
@@ -336,8 +336,8 @@ def tune(
 
     Example: dsum tune -c configs/demo-tune.yaml --workers 2
     """
-    from dsum.tune import require_best, write_results
-    from dsum.tune import tune as run_tune
+    from dsum.verbs.tune import require_best, write_results
+    from dsum.verbs.tune import tune as run_tune
 
     cfg = _load(config, set_)
     result = write_results(cfg, run_tune(cfg, workers))
@@ -374,7 +374,7 @@ def submission_check(
 
     Example: dsum submission check runs/<name>/submission.csv --test data/sample/test.csv --sample data/sample/sample_submission.csv
     """
-    from dsum.submission import check_submission
+    from dsum.data.submission import check_submission
 
     problems = check_submission(sub, test, sample)
     for problem in problems:
@@ -402,7 +402,7 @@ def runs_list(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from dsum.runs import list_runs, rows_as_dicts, runs_table
+    from dsum.runs.read import list_runs, rows_as_dicts, runs_table
 
     rows = list_runs(runs_dir, sort)
     if as_json:
@@ -426,7 +426,7 @@ def runs_compare(
 
     Example: dsum runs compare demo demo-2
     """
-    from dsum.runs import compare_runs, format_metric, format_value
+    from dsum.runs.read import compare_runs, format_metric, format_value
 
     result = compare_runs(run_a, run_b, runs_dir, out)
     config = Table(title="config: keys that differ")
@@ -468,7 +468,7 @@ def ensemble_mbr(
     """
     import time
 
-    from dsum.ensemble import parse_weights, run_mbr
+    from dsum.verbs.ensemble import parse_weights, run_mbr
 
     started = time.perf_counter()
     files = run_mbr(
@@ -503,7 +503,7 @@ def doctor(config: Path = ConfigOption, set_: list[str] = SetOption) -> None:
 
     Example: dsum doctor -c configs/kobart.yaml
     """
-    from dsum.doctor import has_failures, run_checks
+    from dsum.verbs.doctor import has_failures, run_checks
 
     checks = run_checks(_load(config, set_), source=str(config))
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
@@ -559,7 +559,7 @@ def augment(
 
     Example: dsum augment -c configs/demo.yaml --method speaker-swap
     """
-    from dsum.augment import augment_file, summary_table
+    from dsum.verbs.augment import augment_file, summary_table
 
     result = augment_file(_load(config, set_), method, out=out, limit=limit, use_cache=not no_cache)
     console.print(summary_table(result))
@@ -568,7 +568,7 @@ def augment(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
-    from dsum.envfile import load_env_file
+    from dsum.util.envfile import load_env_file
 
     load_env_file()  # secrets (UPSTAGE_API_KEY, WANDB_API_KEY) from .env, never from configs
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dsum.errors import UserError
+from dsum.util.errors import UserError
 
 
 def request_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:

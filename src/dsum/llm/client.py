@@ -26,10 +26,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dsum.config import LlmConfig
-from dsum.errors import UserError
+from dsum.util.errors import UserError
 from dsum.llm.cache import CachedAnswer, ResponseCache, request_key
 from dsum.llm.ratelimit import Interrupted, SlidingWindowLimiter
-from dsum.progress import progress_console
+from dsum.util.progress import progress_console
 
 API_KEY_ENV = "UPSTAGE_API_KEY"
 

@@ -14,8 +14,8 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from dsum.errors import UserError
-from dsum.text import STANDARD_SPECIAL_TOKENS
+from dsum.util.errors import UserError
+from dsum.data.text import STANDARD_SPECIAL_TOKENS
 
 
 def render(template: str, name: str, **fields: str) -> str:

@@ -17,17 +17,17 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from dsum.atomic import atomic_write_text, write_json
+from dsum.util.atomic import atomic_write_text, write_json
 from dsum.config import Config
-from dsum.data import Example, read_examples, reference_map
-from dsum.errors import UserError
+from dsum.data.files import Example, read_examples, reference_map
+from dsum.util.errors import UserError
 from dsum.llm.client import ChatRequest, ChatRunner, RunStats, report_table
 from dsum.llm.prompts import Shot, ShotRetriever, chat_messages, clean_answer
-from dsum.metric import Score, get_tokenizer, score_texts
-from dsum.progress import progress_console
-from dsum.rundir import claim_run_dir, mark_status, write_run_files
-from dsum.submission import write_checked_submission, write_dev_predictions
-from dsum.text import normalizer_from_config
+from dsum.metric.rouge import Score, get_tokenizer, score_texts
+from dsum.util.progress import progress_console
+from dsum.runs.directory import claim_run_dir, mark_status, write_run_files
+from dsum.data.submission import write_checked_submission, write_dev_predictions
+from dsum.data.text import normalizer_from_config
 
 
 @dataclass

@@ -1,0 +1,332 @@
+"""Experiment trackers behind one small interface: W&B, MLflow, TensorBoard, or none.
+
+train.py talks to a `Tracker`: `log(metrics, step)` during training, then `log_predictions`,
+`log_model` and `finish` at the end. Each backend records the resolved config with secrets
+removed and writes `tracking.json` into the run directory (backend, link, run id, mode) so the
+run record and `dsum runs` can point at it. Only rank 0 of a torchrun job tracks.
+
+`tracking.log_data` also logs the run's data files at the start (`log_data`): on W&B one dataset
+artifact `data-<data_version>` per data line, whose versions v0, v1, ... are the distinct contents
+seen under that label (W&B compares the content digest with the latest version and makes no new
+version when it is the same); on MLflow the files under the run's `data/` artifacts plus their sha256
+as params (MLflow has no content store to share: each run keeps its copy). tracking.json gets the
+artifact name, version (online W&B), digest and every file's sha256 under "data".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from dsum.util.atomic import write_json
+from dsum.config import Config, TrackingConfig
+from dsum.data.files import file_sha256
+from dsum.util.errors import UserError
+from dsum.runs.read import flatten
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SECRET_ENV_VARS = ("UPSTAGE_API_KEY", "WANDB_API_KEY", "OPENAI_API_KEY", "HF_TOKEN")
+
+
+def redact(value: Any) -> Any:
+    """The value with every secret from the environment replaced by `***` (strings, dicts, lists)."""
+    secrets = [os.environ[name] for name in SECRET_ENV_VARS if len(os.environ.get(name, "")) >= 4]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def metric_name(key: str) -> str:
+    """Trainer log keys → tracker names: eval_board_score → eval/board_score, loss → train/loss."""
+    if key.startswith("eval_"):
+        return f"eval/{key[len('eval_'):]}"
+    return key if "/" in key else f"train/{key}"
+
+
+def data_files(cfg: Config) -> dict[str, Path]:
+    """The run's data files that exist, by their name in the tracker: `<role>/<file name>`.
+
+    Roles: train, dev, test, sample_submission; a second training file of an already used name goes
+    under train-2/, train-3/, ... Names carry no folder of this machine, so the same data anywhere
+    gives the same names and the same W&B digest.
+    """
+    d = cfg.data
+    listed = [*(("train", p) for p in dict.fromkeys(d.train)), ("dev", d.dev), ("test", d.test), ("sample_submission", d.sample_submission)]
+    files: dict[str, Path] = {}
+    for role, path in listed:
+        if path is None or not path.is_file():
+            continue
+        folder, n = role, 1
+        while f"{folder}/{path.name}" in files:
+            n += 1
+            folder = f"{role}-{n}"
+        files[f"{folder}/{path.name}"] = path
+    return files
+
+
+def data_artifact_name(data_version: str) -> str:
+    """`data-<general.data_version>`, in the letters a W&B artifact name allows."""
+    return "data-" + re.sub(r"[^A-Za-z0-9_.-]", "-", data_version)
+
+
+class Tracker:
+    """No tracking: every call is a no-op, so train.py never branches on the backend."""
+
+    backend = "none"
+
+    def __init__(self, cfg: Config, run_dir: Path, run_name: str):
+        self.cfg, self.run_dir, self.run_name = cfg, run_dir, run_name
+        self.config = redact(cfg.model_dump(mode="json"))
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_predictions(self, predictions: pd.DataFrame) -> None:
+        pass
+
+    def log_model(self, model_dir: Path) -> None:
+        pass
+
+    def log_data(self, files: dict[str, Path]) -> dict[str, Any] | None:
+        """Log the data files (name → path, see `data_files`); what tracking.json records of them."""
+        return None
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        pass
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.backend, "url": None, "run_id": None, "mode": None, "dir": None}
+
+
+class WandbTracker(Tracker):
+    backend = "wandb"
+
+    def __init__(self, cfg: Config, run_dir: Path, run_name: str):
+        super().__init__(cfg, run_dir, run_name)
+        import wandb
+
+        t = cfg.tracking
+        self.mode = wandb_mode(t)
+        if self.mode == "offline":
+            print(f"W&B: offline run (mode {t.mode}, not logged in or WANDB_MODE=offline); upload it later with `wandb sync {run_dir}/wandb/offline-run-*`")
+        # W&B records the command line among the run's metadata; a key pasted into --set must not go with it.
+        saved_argv = sys.argv[:]
+        sys.argv[:] = redact(saved_argv)
+        try:
+            self.run = self._init(wandb, cfg, run_dir, run_name)
+        finally:
+            sys.argv[:] = saved_argv
+        self.run.define_metric("eval/board_score", summary="max")
+
+    def _init(self, wandb, cfg: Config, run_dir: Path, run_name: str):
+        t = cfg.tracking
+        return wandb.init(
+            project=t.project,
+            entity=t.entity,
+            group=t.group,
+            tags=t.tags or None,
+            notes=redact(t.notes or cfg.general.notes) or None,
+            name=run_name,
+            config=self.config,
+            dir=str(run_dir),
+            mode=self.mode,
+            reinit="finish_previous",  # a tuning study starts one run per trial in this process
+        )
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log({metric_name(k): v for k, v in metrics.items()}, step=step)
+
+    def log_predictions(self, predictions: pd.DataFrame) -> None:
+        import wandb
+
+        self.run.log({"dev/predictions": wandb.Table(dataframe=predictions)})
+
+    def log_model(self, model_dir: Path) -> None:
+        import wandb
+
+        artifact = wandb.Artifact(f"{self.run_name}-model", type="model", metadata={"run": self.run_name})
+        artifact.add_dir(str(model_dir))
+        self.run.log_artifact(artifact, aliases=["best"])
+
+    def log_data(self, files: dict[str, Path]) -> dict[str, Any]:
+        import wandb
+
+        name = data_artifact_name(self.cfg.general.data_version)
+        sha256 = {entry: file_sha256(path) for entry, path in files.items()}
+        # The metadata is not part of the digest (W&B hashes entry names and contents only): the
+        # sha256s are there to match environment.json, not to tell versions apart.
+        artifact = wandb.Artifact(name, type="dataset", metadata={"sha256": sha256})
+        for entry, path in files.items():
+            artifact.add_file(str(path), name=entry)
+        if self.mode == "online":
+            # An input of this run (its page lists the data it used); waits until W&B has committed
+            # the upload, or found the same digest as the latest version, so the version is known.
+            self.run.use_artifact(artifact)
+        else:
+            # use_artifact is refused offline; `wandb sync` uploads it with the same digest check.
+            self.run.log_artifact(artifact)
+        version = None if artifact.is_draft() else artifact.version
+        return {"artifact": name, "type": "dataset", "version": version, "digest": artifact.digest, "sha256": sha256}
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        self.run.summary.update(redact(summary))
+        self.run.finish(exit_code=1 if failed else 0)
+
+    def info(self) -> dict[str, Any]:
+        url = self.run.url if self.mode == "online" else None
+        return {"backend": self.backend, "url": url, "run_id": self.run.id, "mode": self.mode, "dir": self.run.dir and str(Path(self.run.dir).parent)}
+
+
+def wandb_mode(t: TrackingConfig) -> str:
+    """auto: WANDB_MODE when set, else online when logged in (key or ~/.netrc), else offline."""
+    if t.mode != "auto":
+        return t.mode
+    if os.environ.get("WANDB_MODE"):
+        return {"dryrun": "offline", "run": "online"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
+    return "online" if wandb_logged_in() else "offline"
+
+
+def wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+class MlflowTracker(Tracker):
+    backend = "mlflow"
+
+    def __init__(self, cfg: Config, run_dir: Path, run_name: str):
+        super().__init__(cfg, run_dir, run_name)
+        import mlflow
+
+        output_dir = cfg.general.output_dir.resolve()
+        self.uri = cfg.tracking.uri or f"sqlite:///{output_dir / 'mlflow.db'}"
+        mlflow.set_tracking_uri(self.uri)
+        experiment = mlflow.get_experiment_by_name(cfg.tracking.project)
+        if experiment is None:
+            # Artifacts beside the database, not in a ./mlruns of whatever directory we run from.
+            experiment_id = mlflow.create_experiment(
+                cfg.tracking.project, artifact_location=(output_dir / "mlartifacts").as_uri()
+            )
+        else:
+            experiment_id = experiment.experiment_id
+        tags = {tag: "" for tag in cfg.tracking.tags}
+        if cfg.tracking.group:
+            tags["group"] = cfg.tracking.group
+        self.run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, description=redact(cfg.general.notes) or None)
+        # MLflow caps a param value at 6,000 characters; a config value never comes close.
+        mlflow.log_params({k: str(v) for k, v in flatten(self.config).items()})
+        self.mlflow = mlflow
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        numbers = {metric_name(k).replace("/", "_"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.mlflow.log_metrics(numbers, step=step)
+
+    def log_predictions(self, predictions: pd.DataFrame) -> None:
+        self.mlflow.log_table(data=predictions, artifact_file="dev_predictions.json")
+
+    def log_model(self, model_dir: Path) -> None:
+        self.mlflow.log_artifacts(str(model_dir), artifact_path="checkpoint-best")
+
+    def log_data(self, files: dict[str, Path]) -> dict[str, Any]:
+        sha256 = {name: file_sha256(path) for name, path in files.items()}
+        for name, path in files.items():
+            # data_files keeps each file's own name, so its folder alone places it.
+            self.mlflow.log_artifact(str(path), artifact_path=f"data/{PurePosixPath(name).parent}")
+        # Params show in the runs table: runs on the same data have the same values.
+        self.mlflow.log_params({f"data_sha256.{name}": digest for name, digest in sha256.items()})
+        return {"artifact_path": "data", "sha256": sha256}
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        numbers = {k.replace(".", "_"): float(v) for k, v in flatten(summary).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.mlflow.log_metrics(numbers)
+        self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
+
+    def info(self) -> dict[str, Any]:
+        ui = f"mlflow ui --backend-store-uri {self.uri}"
+        return {"backend": self.backend, "url": ui, "run_id": self.run.info.run_id, "mode": None, "dir": self.uri}
+
+
+class TensorBoardTracker(Tracker):
+    backend = "tensorboard"
+
+    def __init__(self, cfg: Config, run_dir: Path, run_name: str):
+        super().__init__(cfg, run_dir, run_name)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = run_dir / "tensorboard"
+        self.writer = SummaryWriter(str(self.log_dir))
+        self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in flatten(self.config).items()))
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(metric_name(key), value, step)
+
+    def log_predictions(self, predictions: pd.DataFrame) -> None:
+        # TensorBoard renders text as markdown; an indented block keeps the CSV readable.
+        csv = predictions.head(100).to_csv(index=False)
+        self.writer.add_text("dev/predictions", "\n".join(f"    {line}" for line in csv.splitlines()))
+
+    def log_data(self, files: dict[str, Path]) -> None:
+        warn_once("tracking.log_data: TensorBoard keeps no files; the data's sha256 are in environment.json")
+        return None
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        for key, value in flatten(summary).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"final/{key}", value, 0)
+        self.writer.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.backend, "url": f"tensorboard --logdir {self.log_dir}", "run_id": None, "mode": None, "dir": str(self.log_dir)}
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Print a warning the first time only (a tuning study starts a tracker per trial)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}")
+
+
+BACKENDS = {"none": Tracker, "wandb": WandbTracker, "mlflow": MlflowTracker, "tensorboard": TensorBoardTracker}
+
+
+def start_tracker(cfg: Config, run_dir: Path) -> Tracker:
+    """The configured tracker, started, with tracking.json written; a bad setup is a UserError.
+
+    With tracking.log_data the data files are logged too, and tracking.json says how under "data".
+    """
+    backend = BACKENDS[cfg.tracking.backend]
+    try:
+        tracker = backend(cfg, run_dir, run_dir.name)
+    except ImportError as exc:
+        raise UserError(f"tracking.backend={cfg.tracking.backend} needs {exc.name}; run `uv sync` or set tracking.backend=none") from None
+    write_json(run_dir / "tracking.json", tracker.info())
+    if cfg.tracking.log_data:
+        try:
+            data = tracker.log_data(data_files(cfg))
+        except BaseException:
+            tracker.finish({}, failed=True)  # the caller has no tracker yet to close
+            raise
+        if data is not None:
+            write_json(run_dir / "tracking.json", {**tracker.info(), "data": data})
+    return tracker

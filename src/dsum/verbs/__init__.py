@@ -1,0 +1,8 @@
+"""The code each verb runs; `dsum.cli` parses flags and renders, these do the work and return results.
+
+- `train.py`: `dsum train` (data → features → Trainer → dev score → submission).
+- `predict.py`: `dsum predict` and the end of every training run: a split's summaries, checked.
+- `folds.py`: `dsum train --folds K`. `tune.py`: `dsum tune` (Optuna).
+- `average.py`: `dsum average`. `export.py`: `dsum export`. `ensemble.py`: `dsum ensemble mbr`.
+- `doctor.py`: `dsum doctor`. `augment.py`: `dsum augment`.
+"""

@@ -1,0 +1,147 @@
+"""dsum.model.memory: exact parameter counts (against real models and peft) and the training memory estimate's parts."""
+
+import pytest
+import torch
+from conftest import REPO
+from standins import QWEN3, SOLAR
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, BartConfig, LlamaConfig, Qwen3Config
+
+from dsum.config import LoraConfig, load_config
+from dsum.verbs.doctor import FAIL, OK, WARN, memory_check
+from dsum.model.memory import (
+    GIB,
+    LOGIT_BYTES,
+    NF4_BYTES,
+    OVERHEAD,
+    activation_bytes,
+    build_on_meta,
+    estimate_training_memory,
+    lora_parameter_count,
+)
+
+
+def _llama(**extra):
+    return LlamaConfig(vocab_size=500, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, **extra)
+
+
+TINY_CONFIGS = {
+    "llama": _llama(),
+    "qwen3-tied": Qwen3Config(vocab_size=500, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=32, tie_word_embeddings=True),
+    "bart": BartConfig(vocab_size=500, d_model=64, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4,
+                       decoder_attention_heads=4, encoder_ffn_dim=96, decoder_ffn_dim=96),
+}
+
+
+@pytest.mark.parametrize("targets", ["all-linear", ["q_proj", "v_proj"], ["down_proj", "embed_tokens"]])
+@pytest.mark.parametrize("name", TINY_CONFIGS)
+def test_parameter_counts_equal_the_real_model_and_peft(name, targets):
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    config = TINY_CONFIGS[name]
+    if name == "bart" and targets != "all-linear":
+        targets = ["q_proj", "fc1"] if "q_proj" in targets else ["out_proj"]
+    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    real = auto.from_config(config)
+    meta = build_on_meta(config)
+    assert sum(p.numel() for p in meta.parameters()) == sum(p.numel() for p in real.parameters())
+    peft_model = get_peft_model(real, PeftLoraConfig(r=8, target_modules=targets))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert trainable > 0 and lora_parameter_count(meta, 8, targets) == trainable
+
+
+def test_real_configs_count_exactly():
+    solar, qwen3 = AutoConfig.from_pretrained(SOLAR), AutoConfig.from_pretrained(QWEN3)
+    # SOLAR: 48 layers of q, k, v, o (in + out: 8192, 5120, 5120, 8192) and gate, up, down (18432 each), r 16.
+    assert lora_parameter_count(build_on_meta(solar), 16) == 48 * 16 * (8192 + 5120 + 5120 + 8192 + 3 * 18432)
+    assert sum(p.numel() for p in build_on_meta(solar).parameters()) == 10_731_524_096
+    # Qwen3-4B: 36 layers, q/o 2560 ↔ 4096, k/v 2560 → 1024, MLP 2560 ↔ 9728; the tied head counted once.
+    assert lora_parameter_count(build_on_meta(qwen3), 16) == 36 * 16 * (2 * 6656 + 2 * 3584 + 3 * 12288)
+    assert sum(p.numel() for p in build_on_meta(qwen3).parameters()) == 4_022_468_096
+
+
+def test_weights_shrink_with_quantization_and_follow_the_config_dtype():
+    config = _llama(dtype="bfloat16")
+    params = sum(p.numel() for p in build_on_meta(config).parameters())
+    linear = 2 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 96)  # q, o; k, v (2 kv heads of 16); gate, up, down
+    lora = LoraConfig(r=8)
+    bf16 = estimate_training_memory(config, lora, "none")
+    int8 = estimate_training_memory(config, lora, "8bit")
+    nf4 = estimate_training_memory(config, lora, "4bit")
+    assert bf16.weights == params * 2
+    # Quantized: the linear layers packed, the rest (embeddings, head, norms) fp32 after prepare_model_for_kbit_training.
+    rows = 2 * (64 + 32 + 32 + 64 + 96 + 96 + 64)  # one fp32 scale per output row of each layer
+    assert int8.weights == linear + 4 * rows + (params - linear) * 4
+    assert nf4.weights == int(linear * NF4_BYTES + (params - linear) * 4)
+    assert nf4.weights < int8.weights < estimate_training_memory(_llama(dtype="float32"), lora).weights
+    big = AutoConfig.from_pretrained(SOLAR)  # linear layers dominate: 4bit < 8bit < 16-bit
+    sizes = [estimate_training_memory(big, lora, q).weights for q in ("4bit", "8bit", "none")]
+    assert sizes[0] < sizes[1] < sizes[2] and 0.25 < sizes[0] / sizes[2] < 0.35 and 0.5 < sizes[1] / sizes[2] < 0.6
+
+
+def test_lora_trains_the_adapters_and_full_fine_tuning_every_weight():
+    config = _llama(dtype="bfloat16")
+    params = sum(p.numel() for p in build_on_meta(config).parameters())
+    adapters = lora_parameter_count(build_on_meta(config), 8)
+    lora = estimate_training_memory(config, LoraConfig(r=8), "none")
+    assert (lora.lora_weights, lora.gradients, lora.optimizer) == (adapters * 4, adapters * 4, adapters * 8)
+    assert estimate_training_memory(config, LoraConfig(r=8), optimizer_8bit=True).optimizer == adapters * 2
+    full = estimate_training_memory(config, None)
+    assert (full.lora_weights, full.gradients, full.optimizer) == (0, params * 2, params * 4)  # AdamW moments in bf16
+    assert full.total == full.weights + full.gradients + full.optimizer + full.activations + OVERHEAD
+
+
+def test_gradient_checkpointing_keeps_layer_inputs_and_one_layer():
+    config = _llama()
+    b, s, h, a, layers = 2, 100, 64, 4, 2
+    per_layer = b * s * h * 34 + 5 * a * s * s * b
+    logits = b * s * 500 * LOGIT_BYTES
+    assert activation_bytes(config, b, s, checkpointing=False) == layers * per_layer + logits
+    assert activation_bytes(config, b, s, checkpointing=True) == layers * b * s * h * 2 + per_layer + logits
+    # LoRA: each adapted input kept once more (16-bit copy + dropout mask).
+    assert activation_bytes(config, b, s, False, adapter_inputs=500) == layers * (per_layer + b * s * 500 * 3) + logits
+    solar = AutoConfig.from_pretrained(SOLAR)
+    on, off = (estimate_training_memory(solar, LoraConfig(), "4bit", 1, 1184, gc, True).activations for gc in (True, False))
+    assert on < off / 10
+
+
+def test_solar_qlora_and_qwen3_lora_estimates():
+    """SOLAR QLoRA (the teams' recipe on a 24 GB RTX 3090 / A100) and Qwen3-4B in bf16."""
+    cfg = load_config(REPO / "configs/solar-qlora.yaml")
+    solar = estimate_training_memory(AutoConfig.from_pretrained(SOLAR), cfg.lora, "4bit", 1, 1024 + 150, True, True)
+    assert 6 * GIB < solar.total < 20 * GIB
+    assert 5 * GIB < solar.weights < 6.5 * GIB and solar.optimizer == solar.lora_params * 2
+    qwen3 = estimate_training_memory(AutoConfig.from_pretrained(QWEN3), LoraConfig(r=16), "none", 1, 1184, True, True)
+    assert qwen3.weights == 4_022_468_096 * 2 and 9 * GIB < qwen3.total < 16 * GIB
+    lines = solar.lines()
+    assert [line.split()[0] for line in lines] == ["weights", "lora_weights", "gradients", "optimizer", "activations",
+                                                   "overhead", "total"]
+    assert "NF4" in lines[0] and f"{solar.total / GIB:.2f} GiB" in lines[-1]
+    assert solar.describe().startswith(f"~{solar.total / GIB:.1f} GiB (weights ")
+
+
+def test_memory_check_names_the_settings_to_change():
+    estimate = estimate_training_memory(AutoConfig.from_pretrained(QWEN3), LoraConfig(), "none", 4, 1184, False, False)
+    level, detail = memory_check(estimate, 24 * GIB)
+    assert level == FAIL and "more than the GPU's 24.0 GiB" in detail
+    for setting in ("training.batch_size (now 4", "model.max_source_length", "training.gradient_checkpointing: true",
+                    "lora.quantization: 4bit"):
+        assert setting in detail, setting
+    assert memory_check(estimate, 141 * GIB) == (OK, f"training needs {estimate.describe()} of the GPU's 141.0 GiB")
+    assert memory_check(estimate, int(estimate.total / 0.95))[0] == WARN
+    assert memory_check(estimate, None) == (WARN, f"training needs {estimate.describe()}; no CUDA GPU visible to compare it with")
+    # Settings already at their lowest are not suggested again.
+    low = estimate_training_memory(AutoConfig.from_pretrained(SOLAR), LoraConfig(), "4bit", 1, 1184, True, True)
+    level, detail = memory_check(low, 4 * GIB)
+    assert level == FAIL and "batch_size" not in detail and "checkpointing" not in detail and "4bit" not in detail
+    full = estimate_training_memory(AutoConfig.from_pretrained(SOLAR), None, "none", 1, 1184, True, False)
+    assert "a lora section" in memory_check(full, 80 * GIB)[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_gpu_memory_is_the_devices():
+    from dsum.verbs.doctor import gpu_memory
+
+    assert gpu_memory() == torch.cuda.get_device_properties(0).total_memory
