@@ -32,7 +32,7 @@ from dsum.util.errors import UserError
 from dsum.runs.read import is_run_dir, read_status, run_status
 from dsum.runs.tracking import redact
 
-PACKAGE_DIR = Path(__file__).parent
+PACKAGE_DIR = Path(__file__).parents[1]  # src/dsum
 PROJECT_ROOT = PACKAGE_DIR.parents[1]  # src/dsum → the checkout, with pyproject.toml and uv.lock
 RECORDED_PACKAGES = ("dsum", "torch", "transformers", "tokenizers", "accelerate", "mecab-ko", "kiwipiepy", "pandas")
 STATUSES = ("running", "finished", "failed", "pruned")  # pruned: stopped early by dsum tune
