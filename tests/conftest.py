@@ -77,3 +77,11 @@ def qwen3_standin(tmp_path_factory) -> Path:
     from standins import QWEN3, build_causal_standin
 
     return build_causal_standin(QWEN3, tmp_path_factory.mktemp("qwen3") / "standin")
+
+
+def pytest_collection_modifyitems(items):
+    """tests/recipes holds end-to-end runs (training, tuning, folds, the notebook): each is marked `slow`;
+    `make test-fast` runs tests/unit alone."""
+    for item in items:
+        if item.path.parent.name == "recipes":
+            item.add_marker(pytest.mark.slow)

@@ -29,7 +29,7 @@ from dsum.util.verbosity import set_verbosity
 
 if TYPE_CHECKING:
     from dsum.config import Config
-    from dsum.data.files import FileReport
+    from dsum.data.check import FileReport
     from dsum.report.build import ReportFiles
     from dsum.metric.rouge import Score
 
@@ -61,6 +61,9 @@ def train(cfg: Config, resume: bool | str | Path = False, folds: int | None = No
     run, a path names the run to continue (--resume / --resume-dir). `folds`: K fold runs, the
     out-of-fold score and a fold-ensemble submission (--folds, --folds-include-dev); returns their
     parent directory."""
+    from dsum.verbs.folds import check_fold_flags
+
+    check_fold_flags(folds, folds_include_dev, resume)  # the CLI's refusals, word for word
     if folds is not None:
         from dsum.verbs.folds import train_folds
 
@@ -75,8 +78,9 @@ def predict(
     cfg: Config, checkpoint: str | Path | list, split: str = "dev", out: str | Path | None = None, candidates: int | None = None,
     samples: int | None = None,
 ) -> dict:
-    """`dsum predict`: summaries of a split with a checked submission at `out` (default: beside the
-    checkpoint); returns {"path", and on dev "score", "rouge1", "rouge2", "rougeL", "rows"}.
+    """`dsum predict`: summaries of a split, written at `out` (default: beside the checkpoint, test_submission.csv
+    or dev_predict.csv): test → a checked submission, dev → the dev predictions file (per-row scores; no sample
+    submission needed); returns {"path", and on dev "score", "rouge1", "rouge2", "rougeL", "rows"}.
     `checkpoint` is a model folder or a run directory (its checkpoint-best), or a list of them: a
     logit ensemble (--checkpoint repeated). `candidates=K`
     (--candidates K): also the K best beams per row, `samples=S` (--samples S) S drawn summaries per
@@ -125,7 +129,7 @@ def eda(cfg: Config, out: str | Path = "reports/eda", workers: int | None = None
 def check_data(paths: str | Path | Sequence[str | Path]) -> list[FileReport]:
     """`dsum data check`: one report per file (.findings with level error/warning/info, .tokens);
     `[r.to_dict() for r in reports]` is what --json prints."""
-    from dsum.data.files import check_files
+    from dsum.data.check import check_files
 
     paths = [paths] if isinstance(paths, (str, Path)) else paths
     return check_files([Path(p) for p in paths])

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from dsum import cli_render as render
+from dsum.cli_runs import runs_app
 from dsum.util.errors import UserError
 
 app = typer.Typer(
@@ -28,12 +27,10 @@ app.add_typer(data_app, name="data")
 app.add_typer(submission_app, name="submission")
 llm_app = typer.Typer(help="Summaries from an OpenAI-compatible chat API (Upstage Solar).", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")
-runs_app = typer.Typer()  # help: the docstring of runs_list below
-app.add_typer(runs_app, name="runs")
+app.add_typer(runs_app, name="runs")  # dsum.cli_runs: `dsum runs`, `dsum runs compare`
 ensemble_app = typer.Typer(help="Combine several models' summaries: MBR choice among candidates.", no_args_is_help=True)
 app.add_typer(ensemble_app, name="ensemble")
 
-console = Console()
 ConfigOption = typer.Option(..., "--config", "-c", help="YAML recipe, e.g. configs/demo.yaml.")
 SetOption = typer.Option([], "--set", help="Override a key: --set training.learning_rate=3e-5 (repeatable).")
 
@@ -41,7 +38,7 @@ SetOption = typer.Option([], "--set", help="Override a key: --set training.learn
 @app.callback()
 def global_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say more: dsum debug, transformers info, Optuna debug logs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only, from dsum, transformers and Optuna."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only, from dsum, transformers and Optuna: no progress, no messages; the verb's result is still printed."),
 ) -> None:
     if verbose and quiet:
         raise typer.BadParameter("choose one of --verbose and --quiet")
@@ -89,35 +86,15 @@ def data_check(
 
     Example: dsum data check data/sample/train.csv data/sample/test.csv
     """
-    from dsum.data.files import check_files
+    from dsum.data.check import check_files
 
     reports = check_files(paths)
     if as_json:
         print(json.dumps([r.to_dict() for r in reports], ensure_ascii=False, indent=2))
     else:
-        _print_reports(reports)
+        render.data_reports(reports)
     if any(f.level == "error" for r in reports for f in r.findings):
         raise typer.Exit(2)
-
-
-def _print_reports(reports) -> None:
-    for report in reports:
-        table = Table(title=f"{report.path} ({report.kind}): {report.rows} rows; columns {', '.join(report.columns)}")
-        for column in ("level", "check", "count", "message"):
-            table.add_column(column)
-        styles = {"error": "red", "warning": "yellow", "info": "cyan"}
-        for f in report.findings:
-            table.add_row(f"[{styles.get(f.level, '')}]{f.level}[/]", f.check, str(f.count), f.message)
-        if not report.findings:
-            table.add_row("[green]ok[/]", "-", "-", "no problem found")
-        console.print(table)
-        if report.tokens:
-            tokens = Table(title="#...# tokens")
-            tokens.add_column("token")
-            tokens.add_column("count", justify="right")
-            for token, count in report.tokens.most_common():
-                tokens.add_row(token, str(count))
-            console.print(tokens)
 
 
 @data_app.command("preprocess")
@@ -138,13 +115,7 @@ def data_preprocess(
     from dsum.data.text import normalizer_from_config
 
     cfg = load_config(config, set_)
-    counts = preprocess_file(src, dst, normalizer_from_config(cfg.data, force=True))
-    table = Table(title=f"{src} → {dst}")
-    table.add_column("rule")
-    table.add_column("rows changed", justify="right")
-    for rule, count in counts.items():
-        table.add_row(rule, str(count))
-    console.print(table)
+    render.rule_counts(src, dst, preprocess_file(src, dst, normalizer_from_config(cfg.data, force=True)))
 
 
 @app.command("score")
@@ -157,7 +128,7 @@ def score(
 ) -> None:
     """Score predictions with the leaderboard's ROUGE: morphemes, mean over references, (R1+R2+RL)/3×100.
 
-    Example: dsum score --pred runs/demo/dev_submission.csv --gold data/sample/dev.csv
+    Example: dsum score --pred runs/demo/dev_predictions.csv --gold data/sample/dev.csv
     """
     from dsum import score as score_files
     from dsum.util.atomic import atomic_write_text
@@ -207,19 +178,21 @@ def train(
 
     Example: dsum train -c configs/demo.yaml --parent demo
     """
+    from dsum.verbs.folds import check_fold_flags
+
+    check_fold_flags(folds, folds_include_dev, resume_dir or resume)  # before the training imports (~15 s)
+    overrides = [*set_, f"general.parent={parent}"] if parent else set_
+    cfg = _load(config, overrides)
     from dsum.verbs.train import train as run_training
 
-    overrides = [*set_, f"general.parent={parent}"] if parent else set_
-    if folds is not None or folds_include_dev:
+    if folds is not None:
         from dsum.verbs.folds import train_folds
 
-        if folds is None:
-            raise UserError("--folds-include-dev needs --folds K, e.g. dsum train -c CONFIG --folds 5 --folds-include-dev")
-        if resume or resume_dir:
-            raise UserError("--resume does not go with --folds: rerun the same --folds command, it trains only the folds that did not finish")
-        print(f"folds: {train_folds(_load(config, overrides), folds, folds_include_dev)}")
+        parent = train_folds(cfg, folds, folds_include_dev)
+        render.folds(parent)
+        print(f"folds: {parent}")
         return
-    run_dir = run_training(_load(config, overrides), resume=resume_dir or resume)
+    run_dir = run_training(cfg, resume=resume_dir or resume)
     print(f"run directory: {run_dir}")
 
 
@@ -230,7 +203,7 @@ def predict(
         ..., "--checkpoint", help="A saved model folder, e.g. runs/<name>/checkpoint-best; repeat it for a logit ensemble of models sharing a tokenizer."
     ),
     split: str = typer.Option("test", "--split", help="test or dev."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default: beside the checkpoint)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default: beside the checkpoint, test_submission.csv or dev_predict.csv)."),
     candidates: Optional[int] = typer.Option(
         None, "--candidates", help="Also write the K best beams per row (K ≤ generation.num_beams) to <out stem>_candidates.csv, for dsum ensemble mbr."
     ),
@@ -239,9 +212,9 @@ def predict(
     ),
     set_: list[str] = SetOption,
 ) -> None:
-    """Generate summaries for a split and write a checked submission; on dev also print the score.
+    """Generate summaries for a split: test → a checked submission; dev → per-row predictions and the score.
 
-    --candidates K adds <out stem>_candidates.csv (fname,rank,kind,summary; rank 1 = the submission's
+    --candidates K adds <out stem>_candidates.csv (fname,rank,kind,summary; rank 1 = the output's
     summary); --samples S adds S drawn summaries per row to it (kind sample, after the beams).
     --checkpoint A --checkpoint B: one beam search over the models' mean log-probabilities (one tokenizer).
 
@@ -251,8 +224,8 @@ def predict(
 
     result = run_predict(_load(config, set_), checkpoint if len(checkpoint) > 1 else checkpoint[0], split, out, candidates, samples)
     if "score" in result:
-        print(f"dev board score {result['score']:.2f} (R1 {result['rouge1']:.4f} R2 {result['rouge2']:.4f} RL {result['rougeL']:.4f})")
-    print(f"submission: {result['path']} (passed the submission check)")
+        print(render.dev_score(result))
+    print(f"dev predictions: {result['path']}" if split == "dev" else f"submission: {result['path']} (passed the submission check)")
     if "candidates" in result:
         print(f"candidates: {result['candidates']} (dsum ensemble mbr {result['candidates']} --out ...)")
 
@@ -341,27 +314,13 @@ def tune(
 
     cfg = _load(config, set_)
     result = write_results(cfg, run_tune(cfg, workers))
-    table = Table(title=f"study {cfg.tune.study_name}: {len(result['trials'])} trials")
-    columns = list(dict.fromkeys(key for row in result["trials"] for key in row))
-    for column in columns:
-        table.add_column(column.split(".")[-1], overflow="fold")  # training.learning_rate → learning_rate
-    for row in result["trials"]:
-        table.add_row(*[_cell(row.get(column)) for column in columns])
-    console.print(table)
+    render.tune_trials(cfg.tune.study_name, result["trials"])
     require_best(cfg, result)
     print(f"best: trial {result['best_number']}, {cfg.tune.objective} {result['best_value']:.4f}, {result['best_params']}")
     print(f"best config: {result['best_yaml']} (run it: dsum train -c {result['best_yaml']})")
     for plot in result["plots"]:
         print(f"plot: {plot}")
     print(f"dashboard: {result['dashboard']}")
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 @submission_app.command("check")
@@ -378,76 +337,10 @@ def submission_check(
 
     problems = check_submission(sub, test, sample)
     for problem in problems:
-        console.print(f"[red]✗[/] {problem}")
+        render.console.print(f"[red]✗[/] {problem}")
     if problems:
         raise typer.Exit(2)
-    console.print(f"[green]✓[/] {sub} is a well-formed submission")
-
-
-RunsDirOption = typer.Option(Path("runs"), "--dir", help="The runs directory (general.output_dir).")
-
-
-@runs_app.callback(invoke_without_command=True)
-def runs_list(
-    ctx: typer.Context,
-    runs_dir: Path = RunsDirOption,
-    sort: str = typer.Option("score", "--sort", help="score (best first), date (newest first) or name."),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
-) -> None:
-    """List runs (model, lr, batch, epochs, dev score, best epoch, finished/running/crashed); `compare` two.
-
-    `dsum llm summarize` runs are listed too: model api:<llm.model>, no training settings.
-
-    Example: dsum runs --sort date
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    from dsum.runs.read import list_runs, rows_as_dicts, runs_table
-
-    rows = list_runs(runs_dir, sort)
-    if as_json:
-        print(json.dumps(rows_as_dicts(rows), ensure_ascii=False, indent=2))
-        return
-    console.print(runs_table(rows, title=f"runs in {runs_dir}"))
-
-
-@runs_app.command("compare")
-def runs_compare(
-    run_a: str = typer.Argument(..., help="A run name under --dir, or a run directory."),
-    run_b: str = typer.Argument(..., help="The run to compare it with."),
-    runs_dir: Path = RunsDirOption,
-    out: Optional[Path] = typer.Option(None, "--out", help="PNG of both learning curves (default: <dir>/compare_A_vs_B.png)."),
-) -> None:
-    """Config keys that differ, metrics side by side (B − A), and a PNG of both learning curves.
-
-    With both runs' dev_predictions.csv: a paired bootstrap of B − A over the dev rows (seeded,
-    1,000 resamples: the difference, its 95% interval, how often B wins) and each run's spread over
-    random topic halves of dev (the board splits public/private by topic).
-
-    Example: dsum runs compare demo demo-2
-    """
-    from dsum.runs.read import compare_runs, format_metric, format_value
-
-    result = compare_runs(run_a, run_b, runs_dir, out)
-    config = Table(title="config: keys that differ")
-    for column in ("key", result.a.name, result.b.name):
-        config.add_column(column)
-    for key, a, b in result.config:
-        config.add_row(key, format_value(a), format_value(b))
-    if not result.config:
-        config.add_row("-", "same config", "same config")
-    metrics = Table(title="dev metrics")
-    for column in ("metric", result.a.name, result.b.name, "B − A"):
-        metrics.add_column(column, justify="left" if column == "metric" else "right")
-    for name, a, b, diff in result.metrics:
-        metrics.add_row(name, format_metric(name, a), format_metric(name, b), format_metric(name, diff, signed=True))
-    console.print(config)
-    console.print(metrics)
-    if result.bootstrap is not None:
-        print(f"paired bootstrap over dev rows: {result.bootstrap.line(result.a.name, result.b.name)}")
-    for name, halves in (result.halves or {}).items():
-        print(f"{name} {halves.line()}")
-    print(f"learning curves: {result.plot}")
+    render.console.print(f"[green]✓[/] {sub} is a well-formed submission")
 
 
 @ensemble_app.command("mbr")
@@ -464,7 +357,7 @@ def ensemble_mbr(
 
     Ties go to the first source in the order given. A candidates file counts as K sources (<stem>#rank).
 
-    Example: dsum ensemble mbr runs/a/dev_submission.csv runs/b/dev_submission.csv runs/c/dev_submission.csv --out runs/mbr/dev.csv --gold data/dev.csv
+    Example: dsum ensemble mbr runs/a/dev_predict.csv runs/b/dev_predict.csv runs/c/dev_predict.csv --out runs/mbr/dev.csv --gold data/dev.csv
     """
     import time
 
@@ -472,27 +365,10 @@ def ensemble_mbr(
 
     started = time.perf_counter()
     files = run_mbr(
-        preds, out, gold, parse_weights(weights, 3, "--weights"), parse_weights(source_weights, len(preds), "--source-weights"),
+        preds, out, gold, parse_weights(weights, "--weights"), parse_weights(source_weights, "--source-weights"),
         analyser, sample,
     )
-    result, report = files.result, files.gold
-    table = Table(title=f"MBR over {len(result.labels)} candidates per row, {len(result.fnames)} rows")
-    table.add_column("source", overflow="fold")
-    if report is not None:
-        table.add_column("score", justify="right")
-    table.add_column("rows won", justify="right")
-    for label, won in result.wins().items():
-        table.add_row(label, *([f"{report.scores[label]:.2f}"] if report is not None else []), str(won))
-    if report is not None:
-        table.add_section()
-        table.add_row("[bold]MBR[/]", f"[bold]{report.mbr:.2f}[/]", str(len(result.fnames)))
-        table.add_row("oracle (best per row)", f"{report.oracle:.2f}", "-")
-    console.print(table)
-    if report is not None:
-        print(f"paired bootstrap over dev rows: {report.bootstrap.line(report.best_source, 'MBR')}")
-        if report.halves:
-            print(f"MBR {report.halves.line()}")
-    print(f"chosen summaries: {files.out} (per row: {files.rows}{f'; record: {files.record}' if files.record else ''}) in {time.perf_counter() - started:.1f} s")
+    render.mbr(files, time.perf_counter() - started)
 
 
 @app.command("doctor")
@@ -506,13 +382,7 @@ def doctor(config: Path = ConfigOption, set_: list[str] = SetOption) -> None:
     from dsum.verbs.doctor import has_failures, run_checks
 
     checks = run_checks(_load(config, set_), source=str(config))
-    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
-    table = Table(title=f"dsum doctor: {config}")
-    for column in ("", "check", "detail"):
-        table.add_column(column)
-    for check in checks:
-        table.add_row(marks[check.level], check.name, escape(check.detail))
-    console.print(table)
+    render.doctor(config, checks)
     if has_failures(checks):
         raise typer.Exit(1)
 
@@ -535,12 +405,16 @@ def llm_summarize(
 
     Example: dsum llm summarize -c configs/solar-api.yaml --split dev --limit 20
     """
-    from dsum.llm.summarize import summarize_split
+    from dsum.llm.summarize import RowsFailed, summarize_split
 
-    result = summarize_split(_load(config, set_), split, limit, use_cache=not no_cache)
+    try:
+        result = summarize_split(_load(config, set_), split, limit, use_cache=not no_cache)
+    except RowsFailed as exc:
+        render.llm_report(exc.stats, split)
+        raise
+    render.llm_report(result.stats, split)
     if result.score is not None:
-        s = result.score
-        print(f"dev board score {s.score:.2f} (R1 {s.rouge1:.4f} R2 {s.rouge2:.4f} RL {s.rougeL:.4f}; {s.rows} rows)")
+        print(render.dev_score(result.score, rows=True))
     print(f"submission: {result.submission} (passed the submission check)")
 
 
@@ -559,11 +433,9 @@ def augment(
 
     Example: dsum augment -c configs/demo.yaml --method speaker-swap
     """
-    from dsum.verbs.augment import augment_file, summary_table
+    from dsum.verbs.augment import augment_file
 
-    result = augment_file(_load(config, set_), method, out=out, limit=limit, use_cache=not no_cache)
-    console.print(summary_table(result))
-    print(f"augmented rows: {result.path}")
+    render.augment(augment_file(_load(config, set_), method, out=out, limit=limit, use_cache=not no_cache))
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from conftest import REPO, run_dsum
 
 from dsum.metric.bootstrap import paired_bootstrap, topic_halves
 from dsum.data.files import read_examples, read_predictions, reference_map
-from dsum.verbs.ensemble import Source, combine, mbr, read_sources, score_against
+from dsum.metric.mbr import Source, combine, mbr, score_against
+from dsum.verbs.ensemble import read_sources
 from dsum.util.errors import UserError
 from dsum.metric.rouge import get_analyser, rouge_f1, score_texts, strip_special
 from dsum.verbs.predict import write_candidates

@@ -185,13 +185,17 @@ def test_adapter_reload_and_merged_export_give_identical_outputs(demo_llm_run, t
         export_checkpoint(run_dir, merged_dir, merge=True)
 
 
-def test_4bit_on_a_cpu_is_refused_before_anything_is_written(tmp_path):
+def test_paged_optimizer_on_a_cpu_is_refused_before_anything_is_written(tmp_path):
+    # 4bit runs on the CPU (tests/recipes/test_real_weights.py trains with it); paged optimizers need CUDA.
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA: 4bit is allowed here")
-    result = run_dsum("train", "-c", "configs/demo-llm.yaml", "--set", f"general.output_dir={tmp_path}", "--set", "lora.quantization=4bit")
+        pytest.skip("this machine has CUDA: paged optimizers are allowed here")
+    result = run_dsum("train", "-c", "configs/demo-llm.yaml", "--set", f"general.output_dir={tmp_path}",
+                      "--set", "lora.quantization=4bit", "--set", "training.optimizer=paged_adamw_8bit")
     assert result.returncode == 2
-    assert "lora.quantization=4bit needs a CUDA GPU" in result.stderr and "lora.quantization=none" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: training.optimizer=paged_adamw_8bit pages its state through CUDA memory and no CUDA GPU is visible: "
+        "set training.optimizer: adamw_torch (or auto, which picks it on CUDA only)")
+    assert "Traceback" not in result.stderr and "kernels" not in result.stderr
     assert not any(tmp_path.iterdir())
 
 
@@ -261,8 +265,9 @@ def test_korean_only_regenerates_the_rows_not_in_hangul_with_other_scripts_banne
     input_dependent(model)  # random weights over SOLAR's mostly Latin vocabulary: mostly not Hangul
     settings = {"prompt.system": "", "prompt.user": PROMPT.user, "generation.num_beams": 1, "generation.max_new_tokens": 10}
     examples = [Example(fname=f"dev_{i}", dialogue=d, summaries=()) for i, d in enumerate(DIALOGUES)]
-    plain = summarize(load_config(None, settings), model, tokenizer, examples, None, progress=False)
+    plain = {f: texts[0] for f, texts in summarize(load_config(None, settings), model, tokenizer, examples, None, progress=False).items()}
     korean = summarize(load_config(None, {**settings, "generation.korean_only": True}), model, tokenizer, examples, None, progress=False)
+    korean = {f: texts[0] for f, texts in korean.items()}
     foreign = [fname for fname, text in plain.items() if mostly_not_hangul(text)]
     assert foreign
     assert f"generation.korean_only: {len(foreign)} summaries mostly not in Hangul were generated again" in capsys.readouterr().out

@@ -78,7 +78,7 @@ def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch, kernel_name)
 
     scored = re.search(r"dev board score (\d+\.\d\d) .*; 20 rows\)", text_of(tagged(nb, "score")))
     assert scored and scored.group(1) == trained.group(1)  # predict + score == the run's own dev score
-    assert (run_dir / "dev_submission.csv").is_file()
+    assert (run_dir / "dev_predict.csv").is_file()
 
     runs = text_of(tagged(nb, "runs"))
     assert "demo" in runs and "finished" in runs

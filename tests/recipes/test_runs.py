@@ -206,10 +206,10 @@ def test_unknown_parent_is_a_user_error(runs):
 
 def test_predict_candidates_writes_the_k_best_beams_for_mbr(runs, tmp_path, monkeypatch):
     cfg = load_config(runs / "demo" / "config.yaml")  # generation.num_beams 2
-    out = tmp_path / "dev_submission.csv"
+    out = tmp_path / "dev_predict.csv"
     result = predict(cfg, runs / "demo", "dev", out, candidates=2)
     candidates = pd.read_csv(result["candidates"], dtype={"summary": str}, keep_default_na=False)
-    assert result["candidates"] == str(tmp_path / "dev_submission_candidates.csv")
+    assert result["candidates"] == str(tmp_path / "dev_predict_candidates.csv")
     assert list(candidates.columns) == ["fname", "rank", "kind", "summary"]
     submission = read_predictions(out)
     assert candidates["fname"].tolist() == [f for f in submission for _ in (1, 2)]
@@ -221,8 +221,8 @@ def test_predict_candidates_writes_the_k_best_beams_for_mbr(runs, tmp_path, monk
 
     # A candidates file is one source per rank; a run's dev_predictions.csv is one source too.
     files = run_mbr([Path(result["candidates"]), runs / "demo-2" / "dev_predictions.csv"], tmp_path / "mbr.csv", gold=cfg.data.dev)
-    assert files.result.labels == ["dev_submission_candidates#1", "dev_submission_candidates#2", "dev_predictions"]
-    assert files.gold.scores["dev_submission_candidates#1"] == pytest.approx(result["score"])
+    assert files.result.labels == ["dev_predict_candidates#1", "dev_predict_candidates#2", "dev_predictions"]
+    assert files.gold.scores["dev_predict_candidates#1"] == pytest.approx(result["score"])
     assert files.gold.scores["dev_predictions"] == pytest.approx(_metrics(runs / "demo-2")["dev"]["score"])
     assert sum(files.result.wins().values()) == 20 and (tmp_path / "mbr_record.md").is_file()
     # Samples: drawn after the beams, seeded by general.seed (the same file twice). The tiny model's

@@ -11,7 +11,9 @@ import pytest
 from conftest import REPO, run_dsum, tiny_overrides
 
 from dsum.config import load_config
-from dsum.runs.tracking import data_artifact_name, data_files, flatten, metric_name, redact, start_tracker, wandb_mode
+from dsum.config.diff import flatten
+from dsum.runs.tracking import data_artifact_name, data_files, metric_name, start_tracker, wandb_mode
+from dsum.util.secrets import redact
 from wandb_log import read_run, records
 
 DEMO = str(REPO / "configs" / "demo.yaml")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import REPO, TINY, run_dsum
@@ -148,5 +150,9 @@ def test_greedy_decoding_trains_and_saves(tmp_path):
     """num_beams 1 with the default early_stopping: transformers refuses to save such a generation config."""
     cfg = load_config(REPO / "configs/demo.yaml", [*TINY, f"general.output_dir={tmp_path / 'runs'}", "training.epochs=1", "generation.num_beams=1"])
     run_dir = train(cfg)
-    assert (run_dir / "checkpoint-best" / "generation_config.json").is_file()
-    assert (run_dir / "metrics.json").is_file()
+    from transformers import GenerationConfig
+
+    saved = GenerationConfig.from_pretrained(run_dir / "checkpoint-best")  # what transformers reloads
+    assert saved.num_beams == 1 and saved.do_sample is False and saved.early_stopping is False
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    assert 0 <= json.loads((run_dir / "metrics.json").read_text())["dev"]["score"] <= 100

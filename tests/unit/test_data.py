@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from dsum.data.check import check_files
 from dsum.data.files import (
     Example,
-    check_files,
     file_sha256,
     preprocess_file,
     read_examples,

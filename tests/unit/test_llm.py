@@ -136,6 +136,7 @@ def test_a_row_that_keeps_failing_is_recorded_and_the_rest_go_on(tmp_path):
         result = run_dsum(*llm_args(server, tmp_path, "--set", "llm.max_retries=2"), env={"UPSTAGE_API_KEY": KEY})
         assert result.returncode == 2
         assert "1 of 20 rows failed" in result.stderr and "dev_failures.csv" in result.stderr
+        assert "LLM report (dev)" in result.stderr  # the closing report is shown for a failed run too
         assert server.count("fail") == 3  # the first try and 2 retries
         assert server.count("ok") == 19
         out = tmp_path / "runs" / "solar-api"

@@ -11,6 +11,7 @@ from dsum.verbs.doctor import FAIL, OK, WARN, memory_check
 from dsum.model.memory import (
     GIB,
     LOGIT_BYTES,
+    LOGIT_BYTES_FP32,
     NF4_BYTES,
     OVERHEAD,
     activation_bytes,
@@ -145,3 +146,19 @@ def test_gpu_memory_is_the_devices():
     from dsum.verbs.doctor import gpu_memory
 
     assert gpu_memory() == torch.cuda.get_device_properties(0).total_memory
+
+
+def test_label_only_logits_and_fp32_logit_bytes():
+    """dsum's decoder-only loss builds logits at label positions only (dsum.model.label_loss); fp32 logits are 4 bytes."""
+    config = _llama()
+    b, s, h, a, layers = 2, 100, 64, 4, 2
+    per_layer = b * s * h * 34 + 5 * a * s * s * b
+    assert activation_bytes(config, b, s, False, label_tokens=30) == layers * per_layer + b * 30 * 500 * LOGIT_BYTES
+    assert activation_bytes(config, b, s, False, label_tokens=300) == activation_bytes(config, b, s, False)  # at most s
+    assert activation_bytes(config, b, s, False, value_bytes=4) == layers * per_layer * 2 + b * s * 500 * LOGIT_BYTES_FP32
+    qwen3 = AutoConfig.from_pretrained(QWEN3)
+    full, labels = (estimate_training_memory(qwen3, LoraConfig(), "none", 4, 1184, True, True, label_tokens=n)
+                    for n in (None, 160))
+    # Qwen3's 151,936-entry vocabulary: 4 × (1184 − 160) positions × 10 bytes fewer.
+    assert full.activations - labels.activations == 4 * (1184 - 160) * 151_936 * LOGIT_BYTES
+    assert "at 160 label positions a row" in labels.how["activations"]

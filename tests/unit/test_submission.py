@@ -252,7 +252,7 @@ def test_check_lists_every_problem(tmp_path: Path, test_csv: Path, sample_csv: P
 
 def test_check_unreadable_test_file_is_a_user_error(tmp_path: Path) -> None:
     sub = write_sub(tmp_path, official(GOOD_ROWS))
-    with pytest.raises(UserError, match="cannot read the test file"):
+    with pytest.raises(UserError, match=r"missing_test.csv does not exist: check the path"):
         check_submission(sub, tmp_path / "missing_test.csv")
 
 
@@ -283,9 +283,15 @@ def test_checked_submission_with_a_problem_is_a_user_error_naming_it(tmp_path: P
     with pytest.raises(UserError) as caught:
         write_checked_submission(tmp_path / "sub.csv", preds, test_csv)
     message = str(caught.value)
-    assert message.startswith(f"{tmp_path / 'sub.csv'} failed the submission check: ")
+    invalid = tmp_path / "sub.invalid.csv"
+    assert message.startswith(f"the submission failed its check, kept as {invalid} (not sub.csv): ")
     assert "1 summaries are empty or whitespace only (test_3)" in message
     assert "special token </s> (first: test_1)" in message
+    # The file that failed is never left under the submission's name; a later good one replaces the kept file.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.invalid.csv", "test.csv"]
+    assert message.endswith(": " + "; ".join(check_submission(invalid, test_csv)))
+    write_checked_submission(tmp_path / "sub.csv", PREDS, test_csv)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "test.csv"]
     with pytest.raises(UserError, match=r"no prediction for 1 of 4 test dialogues \(test_2\)"):
         write_checked_submission(tmp_path / "sub2.csv", {f: PREDS[f] for f in FNAMES if f != "test_2"}, test_csv)
     assert not (tmp_path / "sub2.csv").exists()

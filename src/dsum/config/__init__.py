@@ -3,6 +3,7 @@
 - `schema.py`: the sections and fields as pydantic models (Config and its parts), each documented.
 - `load.py`: reading a file, `--set a.b=v` overrides typed by their field, paths resolved from the
   project root, readable validation errors, the JSON schema.
+- `diff.py`: configs as flat dotted keys and what differs between two (runs compare, record.md, folds).
 
 Both are re-exported here: `from dsum.config import Config, load_config`.
 """

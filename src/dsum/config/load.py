@@ -35,7 +35,7 @@ def load_config(
         if not path.is_file():
             raise UserError(f"config file not found: {path} (pass an existing YAML, e.g. configs/demo.yaml)")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(read_utf8(path)) or {}
         except yaml.YAMLError as exc:
             raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}; fix the syntax") from None
         if not isinstance(raw, dict):
@@ -54,6 +54,28 @@ def load_config(
             typed.append(override.partition("=")[0].strip())
     cfg = validate_config(raw, source=str(path) if path else "config")
     return resolve_paths(cfg, project_root(path) if path is not None else None, typed)
+
+
+def read_utf8(path: Path) -> str:
+    """A config file's text; one that is not UTF-8 (a Windows editor's cp949) is refused with its encoding named."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        cp949 = _decodes(raw, "cp949")
+        saved = "not UTF-8 (it reads as cp949, a Windows editor's Korean encoding)" if cp949 else "not UTF-8"
+        raise UserError(
+            f"{path} is {saved}; bad byte 0x{raw[exc.start]:02x} at offset {exc.start}: re-save it as UTF-8 "
+            f"(e.g. `iconv -f cp949 -t utf-8 {path.name} > fixed.yaml`)"
+        ) from None
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # A folder holding one of these is a project root: the folder a config file's relative paths start from.

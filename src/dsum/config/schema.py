@@ -56,6 +56,11 @@ class DataConfig(Section):
     """Apply the clean-up rules to dialogues and summaries (training and inference alike)."""
     rules: list[CleanRule] | None = None
     """Clean-up rules in order; None = dsum's defaults (ㅋ+/ㅎ+ → 웃음, ㅠ+/ㅜ+ → 슬픔, artefacts, spaces)."""
+    language: str = Field("auto", pattern=r"^(auto|[a-z]{2,3})$")
+    """The language of the dialogues: auto, or a code (ko, en, ...). auto = Korean when at least half the
+    letters of the dialogues are Hangul (#...# tokens left out), decided from the dialogues a command reads.
+    Only Korean data gets the Hangul checks: the "mostly not in Hangul" count and `_non_korean.csv` file of
+    predictions, generation.korean_only, and dsum doctor's token-per-syllable advice."""
 
 
 class TinyModelConfig(Section):
@@ -77,7 +82,8 @@ class TinyModelConfig(Section):
 
 class ModelConfig(Section):
     name: str = "digit82/kobart-summarization"
-    """A hub name or a local folder; ignored when `tiny` is set."""
+    """A hub name, a local folder, or a llama.cpp `.gguf` file (converted once to a float32 folder in dsum's cache,
+    dsum.model.gguf); ignored when `tiny` is set."""
     tiny: TinyModelConfig | None = None
     """Build a small model from this config instead of loading `name` (offline demos and tests)."""
     max_source_length: int = Field(512, gt=0)
@@ -102,7 +108,7 @@ class LoraConfig(Section):
     """Modules trained in full and saved with the adapters, e.g. [embed_tokens] for a base whose embeddings are
     untrained (the tiny demo) or got new tokens."""
     quantization: Literal["none", "4bit", "8bit"] = "none"
-    """Load the base model quantized with bitsandbytes (CUDA only): 4bit = NF4, double quantization, bf16
+    """Load the base model quantized with bitsandbytes (on CUDA, or the CPU: slowly): 4bit = NF4, double quantization, bf16
     compute (QLoRA); 8bit = LLM.int8(). The adapters train in full precision."""
 
 
@@ -178,6 +184,10 @@ class TrainingConfig(Section):
     the cost of generating with an LLM; None = all of dev. The final dev score always uses all of dev."""
     optimizer: Literal["auto", "adamw_torch", "paged_adamw_8bit"] = "auto"
     """auto = paged 8-bit AdamW (bitsandbytes) for LoRA on a CUDA GPU, else AdamW."""
+    packing: bool = False
+    """Decoder-only models: several examples in one training row of at most model.max_source_length +
+    model.max_target_length tokens (positions restart per example, no attention mask, so none sees another):
+    no padding, fewer rows a step. A step of batch_size rows then holds more examples."""
 
 
 class GenerationConfig(Section):
@@ -193,8 +203,8 @@ class GenerationConfig(Section):
     repetition_penalty: float = Field(1.0, gt=0)
     """Divides the scores of tokens already generated (1 = off; 1.1 for the SOLAR recipe)."""
     korean_only: bool = False
-    """Decoder-only models: rows whose answer is mostly not Hangul are generated again with tokens of other
-    scripts banned (the #...# tokens of the data stay allowed)."""
+    """Decoder-only models on Korean data (data.language): rows whose answer is mostly not Hangul are generated
+    again with tokens of other scripts banned (the #...# tokens of the data stay allowed)."""
     early_stopping: bool = True
     """Beam search stops when num_beams finished candidates exist."""
     batch_by_tokens: bool = True

@@ -1,7 +1,9 @@
 """Data in and out: the competition files, their checks, the clean-up rules, submissions.
 
-- `files.py`: the one reader of data files (CSV and JSON lines), `dsum data check`, references per row.
+- `files.py`: the one reader of data files (CSV and JSON lines, any role: train, dev, test, sample, predictions);
+  the writer of dev predictions files.
+- `check.py`: `dsum data check`, every problem of a file, read through files.py.
 - `text.py`: clean-up rules and `#...#` special tokens (strings in, strings out; no file I/O).
 - `korean.py`: is a summary Korean, and the tokens that would write another script.
-- `submission.py`: the one writer and checker of submissions (and of dev prediction files).
+- `submission.py`: the one writer and checker of submissions.
 """

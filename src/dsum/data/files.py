@@ -12,19 +12,21 @@ import hashlib
 import io
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dsum.util.atomic import atomic_write_text
 from dsum.util.errors import UserError
-from dsum.data.text import STANDARD_SPECIAL_TOKENS, TOKEN_PATTERN, Normalizer, text_columns
+from dsum.data.text import Normalizer, text_columns
+
+if TYPE_CHECKING:
+    from dsum.metric.rouge import Score
 
 BOM = b"\xef\xbb\xbf"
-SPEAKER_TAG = re.compile(r"#Person\d+#:")
 _SUMMARY_N = re.compile(r"summary(\d+)")
 
 
@@ -44,8 +46,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Reads a .csv or .jsonl/.json file; all columns as str. A leading index column with an empty
     header (sample_submission.csv) is kept under the name ""."""
     path = Path(path)
-    text = _decode(path, _read_bytes(path))
-    return _parse(path, text)
+    text = _decode(path, read_bytes(path))
+    return parse_text(path, text)
 
 
 def read_examples(path: str | Path, require_summary: bool = False) -> list[Example]:
@@ -54,12 +56,12 @@ def read_examples(path: str | Path, require_summary: bool = False) -> list[Examp
     table = read_table(path)
     if len(table) == 0:
         raise UserError(f"{path}: no data rows (a header only, or nothing): the file holds no dialogue to read")
-    summary_cols = _summary_columns(table.columns)
+    summary_cols = summary_columns(table.columns)
     required = ["fname", "dialogue"] + (["summary"] if require_summary and not summary_cols else [])
     _require_columns(path, table, required)
     _require_unique_fnames(path, table["fname"])
 
-    topic_col = next((c for c in ("topic", "topic1") if c in table.columns), None)
+    topic_col = topic_column(table.columns)
     examples = []
     for row in table.to_dict("records"):
         summaries = tuple(row[c] for c in summary_cols if row[c].strip())
@@ -74,13 +76,15 @@ def read_examples(path: str | Path, require_summary: bool = False) -> list[Examp
 
 
 def read_predictions(path: str | Path) -> dict[str, str]:
-    """Reads a submission/prediction file (`fname, summary`, optional unnamed index column) into
+    """Reads a submission (`fname, summary`, optional unnamed index column) or a dev predictions file
+    (`fname, prediction, reference...`, as `dsum predict --split dev` and training write it) into
     {fname: summary}, in file order."""
     path = Path(path)
     table = read_table(path)
-    _require_columns(path, table, ["fname", "summary"])
+    column = "prediction" if "prediction" in table.columns and "summary" not in table.columns else "summary"
+    _require_columns(path, table, ["fname", column])
     _require_unique_fnames(path, table["fname"])
-    return dict(zip(table["fname"], table["summary"]))
+    return dict(zip(table["fname"], table[column]))
 
 
 def reference_map(examples: Iterable[Example]) -> dict[str, tuple[str, ...]]:
@@ -103,7 +107,7 @@ def _require_file(path: Path) -> None:
         raise UserError(f"{path} {what}: check the path (relative paths start from {Path.cwd()})")
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
     _require_file(path)
     try:
         return path.read_bytes()
@@ -120,11 +124,11 @@ def _decode(path: Path, raw: bytes) -> str:
             "(e.g. `iconv -f cp949 -t utf-8`)"
         ) from None
     if "\x00" in text:
-        raise UserError(f"{path}: {_nul_message(raw)}")
+        raise UserError(f"{path}: {nul_message(raw)}")
     return text
 
 
-def _nul_message(raw: bytes) -> str:
+def nul_message(raw: bytes) -> str:
     return (
         f"holds NUL bytes (first at offset {raw.index(0)}): not a text file, or a damaged one; "
         "re-export it as a UTF-8 CSV or JSON-lines file"
@@ -136,7 +140,7 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def _parse(path: Path, text: str) -> pd.DataFrame:
+def parse_text(path: Path, text: str) -> pd.DataFrame:
     if _format_of(path) == "csv":
         return _parse_csv(path, text)
     return _parse_json(path, text)
@@ -184,12 +188,28 @@ def _parse_json(path: Path, text: str) -> pd.DataFrame:
     return table.map(lambda v: "" if v is None or v != v else str(v)).astype(str)
 
 
-def _summary_columns(columns: Iterable[str]) -> list[str]:
+def summary_columns(columns: Iterable[str]) -> list[str]:
     """`summary`, then `summary1..N` in numeric order."""
     numbered = sorted(
         (c for c in columns if _SUMMARY_N.fullmatch(c)), key=lambda c: int(c[len("summary") :])
     )
     return (["summary"] if "summary" in columns else []) + numbered
+
+
+SPLITS = ("dev", "test")  # the splits a verb generates summaries for (--split)
+
+
+def split_file(data, split: str) -> Path:
+    """The file of a split of a config's data section (DataConfig): data.dev or data.test; another name is a UserError."""
+    if split not in SPLITS:
+        raise UserError(f"--split must be dev or test, not {split!r}")
+    return data.dev if split == "dev" else data.test
+
+
+def topic_column(columns: Iterable[str]) -> str | None:
+    """The column that holds the topics: `topic`, else `topic1` (files with several references); None without one."""
+    columns = list(columns)
+    return next((c for c in ("topic", "topic1") if c in columns), None)
 
 
 def _require_columns(path: Path, table: pd.DataFrame, required: Sequence[str]) -> None:
@@ -211,6 +231,20 @@ def _require_unique_fnames(path: Path, fnames: pd.Series) -> None:
         raise UserError(
             f"{path}: duplicate fname(s) {', '.join(dupes[:5])}: each fname must appear once"
         )
+
+
+def write_dev_predictions(path: Path, examples: list[Example], predictions: dict[str, str], score: Score) -> None:
+    """The dev predictions file: fname, dialogue, prediction, reference(s) and per-row scores (what to read when
+    looking for errors; read_predictions reads it back)."""
+    per_row = {row.fname: row for row in score.per_row}
+    records = []
+    for ex in examples:
+        row = per_row[ex.fname]
+        record = {"fname": ex.fname, "dialogue": ex.dialogue, "prediction": predictions[ex.fname]}
+        record.update({f"reference{i + 1}" if len(ex.summaries) > 1 else "reference": s for i, s in enumerate(ex.summaries)})
+        record.update(score=row.score, rouge1=row.rouge1, rouge2=row.rouge2, rougeL=row.rougeL)
+        records.append(record)
+    atomic_write_text(path, pd.DataFrame(records).to_csv(index=False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,234 +281,3 @@ def preprocess_file(src: str | Path, dst: str | Path, normalizer: Normalizer) ->
         body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_dict("records"))
     atomic_write_text(dst, body)
     return counts
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking
-
-
-@dataclass
-class Finding:
-    level: str  # "error" | "warning" | "info"
-    file: str
-    check: str
-    message: str
-    count: int = 1
-
-
-@dataclass
-class FileReport:
-    path: str
-    kind: str  # "train" | "dev" | "test" | "submission" | "jsonl"
-    rows: int = 0
-    columns: list[str] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    tokens: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def has_errors(self) -> bool:
-        return any(f.level == "error" for f in self.findings)
-
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "rows": self.rows,
-            "columns": list(self.columns),
-            "errors": sum(f.level == "error" for f in self.findings),
-            "warnings": sum(f.level == "warning" for f in self.findings),
-            "findings": [asdict(f) for f in self.findings],
-            "tokens": dict(self.tokens.most_common()),
-        }
-
-    def _add(self, level: str, check: str, message: str, count: int = 1) -> None:
-        self.findings.append(Finding(level, self.path, check, message, count))
-
-
-# Checked in this order: "test_submission.csv" is a submission.
-_NAME_HINTS = (
-    ("submission", ("submission", "pred")),
-    ("test", ("test",)),
-    ("dev", ("dev", "valid")),
-    ("train", ("train",)),
-)
-
-REQUIRED_COLUMNS = {
-    "train": ("fname", "dialogue", "summary"),
-    "dev": ("fname", "dialogue", "summary"),
-    "test": ("fname", "dialogue"),
-    "submission": ("fname", "summary"),
-    "jsonl": ("fname", "dialogue"),
-}
-
-
-def guess_kind(path: Path, columns: Sequence[str]) -> str:
-    """The file's role: from its name when it says (train/dev/test/submission), else its columns."""
-    if path.suffix.lower() in (".jsonl", ".json"):
-        return "jsonl"
-    name = path.stem.lower()
-    for kind, words in _NAME_HINTS:
-        if any(w in name for w in words):
-            return kind
-    if "dialogue" not in columns:
-        return "submission" if "summary" in columns else "train"
-    return "train" if "summary" in columns else "test"
-
-
-def check_files(paths: Sequence[Path]) -> list[FileReport]:
-    """Checks each file and reports what is wrong (errors), odd (warnings) or worth knowing."""
-    return [_check_file(Path(p)) for p in paths]
-
-
-def _check_file(path: Path) -> FileReport:
-    raw = _read_bytes(path)  # a missing path is a UserError, not a finding
-    report = FileReport(str(path), kind=guess_kind(path, []))  # refined once columns are known
-    text = _check_bytes(report, raw)
-    if "\x00" in text:
-        report._add("error", "nul_bytes", _nul_message(raw), text.count("\x00"))
-        return report
-    try:
-        table = _parse(path, text)
-    except UserError as exc:
-        report._add("error", "unreadable", str(exc))
-        return report
-
-    report.kind = guess_kind(path, list(table.columns))
-    report.rows, report.columns = len(table), list(table.columns)
-    if len(table) == 0:
-        report._add("error", "no_rows", "no data rows (a header only, or nothing): add the rows, or drop the file")
-    if "" in table.columns:
-        report._add(
-            "info",
-            "index_column",
-            "a leading unnamed index column (as in sample_submission.csv); ignored when reading",
-        )
-
-    missing = [c for c in REQUIRED_COLUMNS[report.kind] if c not in table.columns]
-    if report.kind == "jsonl" and not _summary_columns(table.columns):
-        report._add("info", "no_summary", "no summary or summary1..N column: dialogues only")
-    if missing:
-        present = ", ".join(map(repr, table.columns))
-        report._add(
-            "error",
-            "missing_columns",
-            f"missing column(s) {', '.join(missing)} for a {report.kind} file "
-            f"(columns present: {present}): add them, or rename the file if its kind is wrong",
-            len(missing),
-        )
-    if "fname" in table.columns:
-        _check_fnames(report, table["fname"])
-    fnames = table["fname"] if "fname" in table.columns else pd.Series(map(str, range(len(table))))
-
-    for column in ["dialogue", *_summary_columns(table.columns)]:
-        if column in table.columns:
-            _check_empty(report, column, table[column], fnames)
-    if "dialogue" in table.columns:
-        _check_turns(report, table["dialogue"], fnames)
-    for column in text_columns(table.columns):
-        _check_artefacts(report, column, table[column], fnames)
-        report.tokens.update(t for text in table[column] for t in TOKEN_PATTERN.findall(text))
-    unknown = {t: n for t, n in report.tokens.most_common() if t not in STANDARD_SPECIAL_TOKENS}
-    if unknown:
-        listed = ", ".join(f"{t} ×{n}" for t, n in unknown.items())
-        report._add(
-            "warning",
-            "unknown_tokens",
-            f"#...# tokens outside the standard 15: {listed} "
-            "(a typo, or a token the tokenizer must learn as a special token)",
-            sum(unknown.values()),
-        )
-    return report
-
-
-def _check_bytes(report: FileReport, raw: bytes) -> str:
-    """Encoding checks on the raw bytes (pandas would hide them); returns the decoded text."""
-    if raw.startswith(BOM):
-        report._add("warning", "bom", "starts with a UTF-8 BOM: re-save as UTF-8 without BOM")
-        raw = raw[len(BOM) :]
-    crlf = raw.count(b"\r\n")
-    if crlf:
-        report._add(
-            "warning",
-            "crlf",
-            "Windows line endings (CRLF); lines inside dialogues keep a \\r until the clean-up "
-            "strips it: convert with `dos2unix`",
-            crlf,
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = sum(1 for _ in re.finditer(rb"[\x80-\xff]+", raw))  # rough count of byte runs
-        report._add(
-            "error",
-            "encoding",
-            f"not UTF-8 (first bad byte at offset {exc.start}): re-save as UTF-8, "
-            "e.g. `iconv -f cp949 -t utf-8`",
-            bad,
-        )
-        return raw.decode("utf-8", errors="replace")
-
-
-def _first(fnames: pd.Series, mask: pd.Series) -> str:
-    return repr(fnames[mask].iloc[0])
-
-
-def _check_fnames(report: FileReport, fnames: pd.Series) -> None:
-    empty = fnames.str.strip() == ""
-    if empty.any():
-        row = int(empty.to_numpy().argmax())
-        msg = f"empty fname (first at data row {row}): give every row an id"
-        report._add("error", "empty_fname", msg, int(empty.sum()))
-    dupes = fnames.duplicated(keep=False) & ~empty
-    if dupes.any():
-        names = fnames[dupes].unique().tolist()
-        more = " ..." if len(names) > 5 else ""
-        msg = f"duplicate fname(s): {', '.join(names[:5])}{more}: each fname must appear once"
-        report._add("error", "duplicate_fname", msg, len(names))
-
-
-def _check_empty(report: FileReport, column: str, values: pd.Series, fnames: pd.Series) -> None:
-    empty = values.str.strip() == ""
-    if empty.any():
-        msg = f"empty {column} (first: {_first(fnames, empty)}): fill it in or drop the row"
-        report._add("error", f"empty_{column}", msg, int(empty.sum()))
-
-
-def _check_turns(report: FileReport, dialogues: pd.Series, fnames: pd.Series) -> None:
-    untagged = blank = 0
-    first_untagged = first_blank = None
-    for fname, dialogue in zip(fnames, dialogues):
-        if not dialogue.strip():
-            continue  # reported as empty_dialogue
-        for turn in dialogue.split("\n"):
-            if not turn.strip():
-                blank += 1
-                first_blank = first_blank or fname
-            elif not SPEAKER_TAG.match(turn):
-                untagged += 1
-                first_untagged = first_untagged or fname
-    if untagged:
-        msg = f"turns not starting with a #PersonN#: tag (first in {first_untagged!r})"
-        report._add("warning", "untagged_turn", msg, untagged)
-    if blank:
-        msg = f"empty lines inside dialogues (first in {first_blank!r}); the clean-up drops them"
-        report._add("warning", "empty_line", msg, blank)
-
-
-def _check_artefacts(report: FileReport, column: str, values: pd.Series, fnames: pd.Series) -> None:
-    for check, pattern, what in (
-        ("literal_newline", r"\\n", 'a literal "\\n" (backslash + n) instead of a line break'),
-        ("html_br", r"(?i)<br\s*/?>", "an HTML <br> tag instead of a line break"),
-    ):
-        hit = values.str.contains(pattern, regex=True)
-        if hit.any():
-            msg = f"{column} holds {what} (first: {_first(fnames, hit)}); the clean-up fixes it"
-            report._add("warning", f"{check}_{column}", msg, int(hit.sum()))
-    spaces = values.str.contains(r"[^\S\n]{2,}|[^\S\n ]|[^\S\n]$|[^\S\n]\n|\n[^\S\n]|^[^\S\n]")
-    spaces &= values.str.strip() != ""  # blank cells are reported as empty
-    if spaces.any():
-        msg = (
-            f"{column} has runs of spaces, tabs, or spaces at a line's ends "
-            f"(first: {_first(fnames, spaces)}); the clean-up normalises them"
-        )
-        report._add("info", f"spacing_{column}", msg, int(spaces.sum()))

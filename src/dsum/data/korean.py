@@ -1,4 +1,8 @@
-"""Is a summary Korean? And the tokens that would write another script (generation.korean_only).
+"""Is the data Korean (data.language)? Is a summary? And the tokens that would write another script
+(generation.korean_only).
+
+The Hangul checks apply to Korean data only: English DialogSum would report every summary as "mostly not
+in Hangul". data.language names the language, or `auto` detects it from the dialogues (is_korean_data).
 
 LLMs fine-tuned for an epoch or two answer some dialogues in English or Chinese (27% of test rows for
 one SOLAR team). The data's `#…#` tokens (#Person1#, #PhoneNumber#) are Latin by design: they are
@@ -11,6 +15,9 @@ from typing import Sequence
 
 from dsum.data.text import TOKEN_PATTERN
 
+# data.language=auto decides from this many dialogues.
+DETECT_ROWS = 200
+
 
 def is_hangul(char: str) -> bool:
     return "\uac00" <= char <= "\ud7a3" or "\u1100" <= char <= "\u11ff" or "\u3130" <= char <= "\u318f"
@@ -20,6 +27,32 @@ def hangul_share(text: str) -> float:
     """Share of Hangul among the letters of `text`, `#…#` tokens left out (1.0 when there are no letters)."""
     letters = [c for c in TOKEN_PATTERN.sub(" ", text) if c.isalpha()]
     return sum(map(is_hangul, letters)) / len(letters) if letters else 1.0
+
+
+def is_korean_data(language: str, dialogues: Sequence[str]) -> bool:
+    """data.language is ko, or auto and at least half the letters of the dialogues are Hangul.
+
+    auto reads the first DETECT_ROWS dialogues (#…# tokens left out): the data's language, not a row's.
+    """
+    if language != "auto":
+        return language == "ko"
+    return hangul_share(" ".join(dialogues[:DETECT_ROWS])) >= 0.5
+
+
+def data_is_korean(data_cfg) -> bool:
+    """is_korean_data for a config's data section, auto reading the dev dialogues (then the first training
+    file's); a file that cannot be read decides nothing and the data counts as Korean, dsum's default."""
+    from dsum.data.files import read_examples
+    from dsum.util.errors import UserError
+
+    if data_cfg.language != "auto":
+        return data_cfg.language == "ko"
+    for path in (data_cfg.dev, *data_cfg.train[:1]):
+        try:
+            return is_korean_data("auto", [ex.dialogue for ex in read_examples(path)[:DETECT_ROWS]])
+        except UserError:
+            continue
+    return True
 
 
 def mostly_not_hangul(text: str) -> bool:

@@ -14,16 +14,12 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dsum.util.atomic import atomic_write_text
 from dsum.util.errors import UserError
 
-if TYPE_CHECKING:
-    from dsum.data.files import Example
-    from dsum.metric.rouge import Score
 
 # Special tokens of KoBART-like tokenizers that leak into decoded text when generation output is
 # decoded without skip_special_tokens (the organiser baseline strips them by hand).
@@ -50,17 +46,17 @@ def _header_of(text: str) -> list[str]:
 
 
 def _read_sample_header(sample: Path) -> list[str]:
-    try:
-        text = Path(sample).read_bytes().decode("utf-8-sig", errors="replace")
-    except OSError as e:
-        raise UserError(
-            f"cannot read the sample submission {sample}: {e}; pass the path to sample_submission.csv"
-        ) from e
-    return _header_of(text)
+    """The sample's header as written, read through the one data reader (csv or jsonl, one-line refusals)."""
+    from dsum.data.files import read_table
+
+    return list(read_table(sample).columns)
 
 
-def _layout_from_sample(sample: Path | None) -> list[str]:
-    """Header to write: the sample's when it is a layout we understand, else the official one."""
+def submission_layout(sample: Path | None) -> list[str]:
+    """Header to write: the sample's when it is a layout we understand, else the official one.
+
+    Reads and checks the sample (a UserError when it is missing or odd): call it before long work.
+    """
     if sample is None:
         return list(OFFICIAL_HEADER)
     header = _read_sample_header(sample)
@@ -91,7 +87,7 @@ def write_submission(
             f"no prediction for {len(missing)} of {len(test_fnames)} test dialogues ({_examples(missing)}); "
             "predict every dialogue of the test file before writing the submission"
         )
-    header = _layout_from_sample(sample)
+    header = submission_layout(sample)
 
     # A summary must be one line: some graders read the file line by line.
     summaries = [_NEWLINES.sub(" ", str(predictions[f])) for f in test_fnames]
@@ -103,11 +99,11 @@ def write_submission(
     return path
 
 
-def _read_test_fnames(test: Path) -> list[str]:
-    try:
-        frame = pd.read_csv(test, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read the test file {test}: {e}; pass the competition's test.csv") from e
+def read_test_fnames(test: Path) -> list[str]:
+    """The fnames of a test file (csv or jsonl), in file order, read through the one data reader."""
+    from dsum.data.files import read_table
+
+    frame = read_table(test)
     if "fname" not in frame.columns:
         raise UserError(f"the test file {test} has no 'fname' column; pass the competition's test.csv")
     return frame["fname"].tolist()
@@ -120,17 +116,29 @@ def write_checked_submission(
 
     `test`: the test file, or the fnames the submission must hold in order (e.g. the first --limit
     rows). Any problem is a UserError listing them all. Returns `out`.
+    The file is written under a temporary name and renamed to `out` once it passes: a file that fails is
+    kept as `<stem>.invalid<suffix>` (named in the error), never under the name of a submission.
     """
+    out = Path(out)
     fnames = _test_fnames(test)
-    write_submission(out, predictions, fnames, sample)
-    problems = check_submission(out, fnames, sample)
+    unchecked, invalid = out.with_name(f"{out.stem}.unchecked{out.suffix}"), invalid_submission_path(out)
+    write_submission(unchecked, predictions, fnames, sample)
+    problems = check_submission(unchecked, fnames, sample)
     if problems:
-        raise UserError(f"{out} failed the submission check: " + "; ".join(problems))
-    return Path(out)
+        os.replace(unchecked, invalid)
+        raise UserError(f"the submission failed its check, kept as {invalid} (not {out.name}): " + "; ".join(problems))
+    os.replace(unchecked, out)
+    invalid.unlink(missing_ok=True)  # an earlier failed attempt's file
+    return out
+
+
+def invalid_submission_path(out: Path) -> Path:
+    """Where write_checked_submission keeps a file that failed its check: `submission.invalid.csv`."""
+    return Path(out).with_name(f"{Path(out).stem}.invalid{Path(out).suffix}")
 
 
 def _test_fnames(test: Path | Sequence[str]) -> list[str]:
-    return _read_test_fnames(Path(test)) if isinstance(test, (str, os.PathLike)) else list(test)
+    return read_test_fnames(Path(test)) if isinstance(test, (str, os.PathLike)) else list(test)
 
 
 def check_submission(sub: Path, test: Path | Sequence[str], sample: Path | None = None) -> list[str]:
@@ -198,56 +206,52 @@ def check_submission(sub: Path, test: Path | Sequence[str], sample: Path | None 
 
     if "fname" in frame.columns:
         fnames = frame["fname"].tolist()
-        present, expected = set(fnames), set(test_fnames)
-        missing = [f for f in test_fnames if f not in present]
-        extra = [f for f in dict.fromkeys(fnames) if f not in expected]
-        dupes = [f for f, n in Counter(fnames).items() if n > 1]
-        if missing:
-            problems.append(
-                f"{len(missing)} test ids are missing ({_examples(missing)}); write one row per test dialogue"
-            )
-        if extra:
-            problems.append(f"{len(extra)} ids are not in the test file ({_examples(extra)}); remove those rows")
-        if dupes:
-            problems.append(f"{len(dupes)} ids appear more than once ({_examples(dupes)}); keep one row per id")
-        # Order of the ids both files share, so one missing row does not also count as disorder.
-        ours = [f for f in dict.fromkeys(fnames) if f in expected]
-        theirs = [f for f in dict.fromkeys(test_fnames) if f in present]
-        if ours != theirs:
-            at = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
-            problems.append(
-                f"rows are not in the test file's order (first difference: {ours[at]} where the test has "
-                f"{theirs[at]}); write rows in the test file's order"
-            )
+        problems += _id_problems(fnames, test_fnames)
     else:
         fnames = [str(i) for i in range(len(frame))]  # so summary messages can still name rows
-
     if "summary" in frame.columns:
-        summaries = frame["summary"].tolist()
-        empty = [f for f, s in zip(fnames, summaries) if not s.strip()]
-        if empty:
-            problems.append(
-                f"{len(empty)} summaries are empty or whitespace only ({_examples(empty)}); "
-                "write a summary for every dialogue"
-            )
-        for token in LEFTOVER_TOKENS:
-            hits = [f for f, s in zip(fnames, summaries) if token in s]
-            if hits:
-                problems.append(
-                    f"{len(hits)} summaries contain the special token {token} (first: {hits[0]}); "
-                    "decode with skip_special_tokens=True or strip it"
-                )
+        problems += _summary_problems(fnames, frame["summary"].tolist())
     return problems
 
 
-def write_dev_predictions(path: Path, examples: list[Example], predictions: dict[str, str], score: Score) -> None:
-    """fname, dialogue, prediction, reference(s) and per-row scores: what to read when looking for errors."""
-    per_row = {row.fname: row for row in score.per_row}
-    records = []
-    for ex in examples:
-        row = per_row[ex.fname]
-        record = {"fname": ex.fname, "dialogue": ex.dialogue, "prediction": predictions[ex.fname]}
-        record.update({f"reference{i + 1}" if len(ex.summaries) > 1 else "reference": s for i, s in enumerate(ex.summaries)})
-        record.update(score=row.score, rouge1=row.rouge1, rouge2=row.rouge2, rougeL=row.rougeL)
-        records.append(record)
-    atomic_write_text(path, pd.DataFrame(records).to_csv(index=False))
+def _id_problems(fnames: list[str], test_fnames: Sequence[str]) -> list[str]:
+    """Missing, extra, repeated and out-of-order ids of a submission against the test file's."""
+    problems = []
+    present, expected = set(fnames), set(test_fnames)
+    missing = [f for f in test_fnames if f not in present]
+    extra = [f for f in dict.fromkeys(fnames) if f not in expected]
+    dupes = [f for f, n in Counter(fnames).items() if n > 1]
+    if missing:
+        problems.append(f"{len(missing)} test ids are missing ({_examples(missing)}); write one row per test dialogue")
+    if extra:
+        problems.append(f"{len(extra)} ids are not in the test file ({_examples(extra)}); remove those rows")
+    if dupes:
+        problems.append(f"{len(dupes)} ids appear more than once ({_examples(dupes)}); keep one row per id")
+    # Order of the ids both files share, so one missing row does not also count as disorder.
+    ours = [f for f in dict.fromkeys(fnames) if f in expected]
+    theirs = [f for f in dict.fromkeys(test_fnames) if f in present]
+    if ours != theirs:
+        at = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+        problems.append(
+            f"rows are not in the test file's order (first difference: {ours[at]} where the test has "
+            f"{theirs[at]}); write rows in the test file's order"
+        )
+    return problems
+
+
+def _summary_problems(fnames: list[str], summaries: list[str]) -> list[str]:
+    """Empty summaries and leftover special tokens."""
+    problems = []
+    empty = [f for f, s in zip(fnames, summaries) if not s.strip()]
+    if empty:
+        problems.append(
+            f"{len(empty)} summaries are empty or whitespace only ({_examples(empty)}); write a summary for every dialogue"
+        )
+    for token in LEFTOVER_TOKENS:
+        hits = [f for f, s in zip(fnames, summaries) if token in s]
+        if hits:
+            problems.append(
+                f"{len(hits)} summaries contain the special token {token} (first: {hits[0]}); "
+                "decode with skip_special_tokens=True or strip it"
+            )
+    return problems

@@ -23,7 +23,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from dsum.config import LlmConfig
 from dsum.util.errors import UserError
@@ -314,20 +313,3 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def report_table(stats: RunStats, title: str = "LLM requests") -> Table:
-    """The closing report: rows done, failed and from cache; requests, retries and tokens."""
-    table = Table(title=title)
-    table.add_column("")
-    table.add_column("count", justify="right")
-    table.add_row("answered by the API", str(stats.answered))
-    table.add_row("from the cache", str(stats.from_cache))
-    table.add_row("[red]failed[/]" if stats.failed else "failed", str(stats.failed))
-    table.add_row("requests sent", str(stats.requests_sent))
-    for reason, count in sorted(stats.retries.items()):
-        table.add_row(f"  retries after {reason}", str(count))
-    table.add_row("prompt tokens", str(stats.prompt_tokens))
-    table.add_row("completion tokens", str(stats.completion_tokens))
-    table.add_row("seconds", f"{stats.elapsed_s:.1f}")
-    return table

@@ -19,31 +19,37 @@ from rich.console import Console
 
 from dsum.util.atomic import atomic_write_text, write_json
 from dsum.config import Config
-from dsum.data.files import Example, read_examples, reference_map
+from dsum.data.files import Example, read_examples, reference_map, split_file, write_dev_predictions
 from dsum.util.errors import UserError
-from dsum.llm.client import ChatRequest, ChatRunner, RunStats, report_table
+from dsum.llm.client import ChatRequest, ChatRunner, RunStats
 from dsum.llm.prompts import Shot, ShotRetriever, chat_messages, clean_answer
 from dsum.metric.rouge import Score, get_tokenizer, score_texts
 from dsum.util.progress import progress_console
 from dsum.runs.directory import claim_run_dir, mark_status, write_run_files
-from dsum.data.submission import write_checked_submission, write_dev_predictions
+from dsum.data.submission import write_checked_submission
 from dsum.data.text import normalizer_from_config
 
 
 @dataclass
 class SummarizeResult:
     submission: Path
-    stats: RunStats
+    stats: RunStats  # the closing report: rows answered, failed and from the cache; requests, retries, tokens
     score: Score | None  # dev only
+
+
+class RowsFailed(UserError):
+    """Some rows got no summary: no submission; `stats` is the closing report of the requests made."""
+
+    def __init__(self, stats: RunStats, message: str):
+        super().__init__(message)
+        self.stats = stats
 
 
 def summarize_split(
     cfg: Config, split: str, limit: int | None = None, use_cache: bool = True, console: Console | None = None
 ) -> SummarizeResult:
-    if split not in ("dev", "test"):
-        raise UserError(f"--split must be dev or test, not {split!r}")
+    split_path = split_file(cfg.data, split)
     console = console or progress_console()
-    split_path = cfg.data.dev if split == "dev" else cfg.data.test
     examples = read_examples(split_path, require_summary=split == "dev")
     if limit is not None:
         examples = examples[:limit]
@@ -62,7 +68,7 @@ def summarize_split(
     out_dir = claim_run_dir(cfg, kind="llm")
     try:
         write_run_files(out_dir, cfg, [split_path, *(cfg.data.train if cfg.llm.shots else [])])
-        result = _summarize_into(out_dir, cfg, split, examples, requests, runner, console)
+        result = _summarize_into(out_dir, cfg, split, examples, requests, runner)
     except BaseException:  # a failed row, a refused key, Ctrl-C: `dsum runs` must not show it running
         mark_status(out_dir, "failed")
         raise
@@ -71,7 +77,7 @@ def summarize_split(
 
 
 def _summarize_into(
-    out_dir: Path, cfg: Config, split: str, examples: list[Example], requests: list[ChatRequest], runner: ChatRunner, console: Console
+    out_dir: Path, cfg: Config, split: str, examples: list[Example], requests: list[ChatRequest], runner: ChatRunner
 ) -> SummarizeResult:
     results = runner.run(requests, description=f"{split} summaries")
     predictions, failures = {}, []
@@ -86,11 +92,11 @@ def _summarize_into(
 
     failures_path = out_dir / f"{split}_failures.csv"
     report = {"split": split, "rows": len(examples), "model": cfg.llm.model, "shots": cfg.llm.shots, **runner.stats.to_dict()}
-    console.print(report_table(runner.stats, title=f"LLM report ({split})"))
     if failures:
         atomic_write_text(failures_path, pd.DataFrame(failures, columns=["fname", "error"]).to_csv(index=False))
         write_json(out_dir / f"{split}_llm_report.json", {**report, "failures": len(failures)})
-        raise UserError(
+        raise RowsFailed(
+            runner.stats,
             f"{len(failures)} of {len(examples)} rows failed (listed in {failures_path}); no submission written. "
             "Run the same command again: answered rows come from the cache and only the failed ones are sent"
         )

@@ -225,6 +225,36 @@ def rouge_f1(hyp_words: list[str], ref_words: list[str]) -> tuple[float, float, 
 # Scoring a set of predictions
 
 
+class Analysed:
+    """The board's ROUGE on texts, each distinct text analysed into morphemes once (one vocabulary).
+
+    `row` is the one per-row rule (each F1 the mean over the row's references, not the max): `dsum
+    score`, training's dev score and MBR's gold report all score rows through it.
+    """
+
+    def __init__(self, analyser: str = "mecab"):
+        self.morphs = get_analyser(analyser)
+        self.vocab: dict[str, int] = {}
+        self.cache: dict[str, _Prepared | None] = {}
+
+    def prepared(self, text: str) -> _Prepared | None:
+        if text not in self.cache:
+            self.cache[text] = _prepare(" ".join(self.morphs(text)), self.vocab)
+        return self.cache[text]
+
+    def rouge(self, hyp: str, ref: str) -> tuple[float, float, float]:
+        """(ROUGE-1, ROUGE-2, ROUGE-L) F1 of `hyp` against `ref` (rouge_f1 on their morphemes)."""
+        return _rouge_prepared(self.prepared(hyp), self.prepared(ref))
+
+    def row(self, fname: str, hyp: str, refs: Sequence[str]) -> RowScore:
+        """One row's F1s, each averaged over its references; `hyp` as given (strip_special is the caller's)."""
+        totals = [0.0, 0.0, 0.0]
+        for ref in refs:
+            for k, value in enumerate(self.rouge(hyp, ref)):
+                totals[k] += value
+        return RowScore(fname, *(t / len(refs) for t in totals))
+
+
 @dataclass(frozen=True)
 class RowScore:
     """One row's F1s, each averaged over the row's references."""
@@ -293,24 +323,8 @@ def score_texts(
     if no_refs:
         raise UserError(f"{_describe(no_refs)} fnames have an empty list of references")
 
-    morphs = get_analyser(analyser)
-    vocab: dict[str, int] = {}
-    prepared: dict[str, _Prepared | None] = {}
-
-    def prep(text: str) -> _Prepared | None:
-        # Each distinct string is analysed once (references often repeat across rows or sides).
-        if text not in prepared:
-            prepared[text] = _prepare(" ".join(morphs(text)), vocab)
-        return prepared[text]
-
-    per_row = []
-    for fname, refs in references.items():
-        hyp = prep(strip_special(predictions[fname]))
-        totals = [0.0, 0.0, 0.0]
-        for ref in refs:
-            for k, value in enumerate(_rouge_prepared(hyp, prep(ref))):
-                totals[k] += value
-        per_row.append(RowScore(fname, *(t / len(refs) for t in totals)))
+    analysed = Analysed(analyser)
+    per_row = [analysed.row(fname, strip_special(predictions[fname]), refs) for fname, refs in references.items()]
 
     n = len(per_row)
     r1 = sum(r.rouge1 for r in per_row) / n

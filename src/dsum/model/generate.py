@@ -1,7 +1,7 @@
 """The one generator: batched generation sorted by length, used by training's evaluation, predict and tune.
 
-Dialogues are framed by dsum.model.tokenization and outputs decoded by its SummaryDecoder (cut at eos,
-control tokens dropped), at the precision training used (bf16/fp16 autocast on a GPU).
+Dialogues are framed by the model's framing (dsum.model.tokenization.framing_for) and outputs decoded
+by it (cut at eos or end-of-turn, control tokens dropped), at the precision training used (bf16/fp16 autocast on a GPU).
 
 Sorting by length means each batch pads only to its own longest dialogue; the original order is
 restored before returning, so outputs equal those of an unsorted loop.
@@ -29,17 +29,10 @@ from typing import Sequence
 import torch
 
 from dsum.config import GenerationConfig
+from dsum.model.degenerate import EmptyAnswers
 from dsum.model.length_control import limits, model_buckets, split_batches
 from dsum.model.precision import autocast
-from dsum.model.tokenization import (
-    AnswerDecoder,
-    SummaryDecoder,
-    chat_framing,
-    encode_prompt,
-    encode_sources,
-    framing_for,
-    is_decoder_only,
-)
+from dsum.model.tokenization import framing_for, is_decoder_only
 
 # A token-budget batch holds at most this many times batch_size rows: the decoder's self-attention
 # cache and each step's logits (rows × beams × vocab) grow with the row count, not the source length.
@@ -52,9 +45,12 @@ SAMPLING = {"do_sample": True, "epsilon_cutoff": 0.02, "top_k": 0}
 
 @dataclass
 class GenerationStats:
-    """What a generate_summaries call saw: the rows whose summary hit max_new_tokens without ending (cut)."""
+    """What a generate_summaries call saw: the rows whose summary hit max_new_tokens without ending (cut), and
+    the rows whose answer decoded to nothing and were generated again (dsum.model.degenerate)."""
 
     cut: list[int] = field(default_factory=list)
+    regenerated: list[int] = field(default_factory=list)  # rows whose answer was empty, generated again
+    still_empty: list[int] = field(default_factory=list)  # of those, the ones empty still
 
 
 def generation_kwargs(gen: GenerationConfig) -> dict:
@@ -87,7 +83,7 @@ def _cross_attention_kept_cache_class():
 def beam_search_cache(model, gen: GenerationConfig) -> dict:
     """generate() kwargs giving an encoder-decoder beam search the cross-attention-kept cache; {} otherwise."""
     settings = model.generation_config
-    if gen.num_beams <= 1 or not getattr(model.config, "is_encoder_decoder", False):
+    if gen.num_beams <= 1 or is_decoder_only(model.config):
         return {}
     if settings.cache_implementation is not None or settings.use_cache is False:
         return {}  # a model that asks for another cache (or none) keeps it
@@ -147,8 +143,9 @@ def generate_summaries(
     Decoder-only models: each dialogue is rendered with `prompt` (the config's PromptConfig), padded on
     the left, and the summary is what follows the prompt up to a stop id. `stats` collects the indices
     of the rows cut at max_new_tokens; `suppress_tokens` are ids never generated (generation.korean_only).
+    Rows whose answer decodes to nothing are generated again (dsum.model.degenerate; in `stats` too).
     """
-    from tqdm.auto import tqdm
+    from dsum.util.progress import progress_bar
 
     results: list = [None] * len(dialogues)
     k = num_return_sequences
@@ -157,7 +154,7 @@ def generate_summaries(
         prompt=prompt, stats=stats, suppress_tokens=suppress_tokens,
     )
     n_batches = next(steps)
-    for batch, texts in tqdm(steps, total=n_batches, desc="generate", unit="batch", disable=not progress):
+    for batch, texts in progress_bar(steps, n_batches, "generate", "batch", show=progress):
         for j, index in enumerate(batch):
             # generate returns batch × K rows, each dialogue's K sequences together, best first.
             results[index] = texts[j] if k == 1 else texts[j * k : (j + 1) * k]
@@ -178,17 +175,8 @@ def iter_generate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    decoder_only = is_decoder_only(model.config)
-    if decoder_only:
-        from dsum.config import PromptConfig
-
-        chat = chat_framing(tokenizer, prompt or PromptConfig())
-        decode, ends = AnswerDecoder(tokenizer, chat), set(chat.stop_ids)
-        encoded = [encode_prompt(tokenizer, chat, dialogue, max_source_length)[0] for dialogue in dialogues]
-    else:
-        framing = framing_for(model.config, tokenizer)
-        decode, ends = SummaryDecoder(tokenizer, framing), {framing.eos}
-        encoded, _ = encode_sources(tokenizer, framing, dialogues, max_source_length)
+    framing = framing_for(model.config, tokenizer, prompt)
+    encoded, _ = framing.encode_prompts(dialogues, max_source_length)
     lengths = [len(ids) for ids in encoded]
     batches = length_batches(lengths, batch_size, max_source_length, gen.batch_by_tokens)
     # generation.length_control=buckets: batches cut at bucket boundaries, each with its bucket's min/max new tokens.
@@ -206,19 +194,27 @@ def iter_generate(
     if suppress_tokens:
         kwargs["suppress_tokens"] = list(suppress_tokens)
     # Decoder-only: prompts padded on the left, so every row's continuation starts at the same column.
-    side = "left" if decoder_only else "right"
+    side = framing.padding_side
+
+    def run(rows: list[int], extra=None) -> list[list[int]]:
+        with torch.inference_mode(), autocast(precision, device):
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt", padding_side=side).to(device)
+            settings = {**kwargs, **(limits(buckets, lengths[rows[0]]) if buckets else {})}
+            settings.update(extra(settings) if extra else {})  # rows generated again (dsum.model.degenerate)
+            output = model.generate(**inputs, **settings, **beam_search_cache(model, gen))  # a fresh cache per call
+        return framing.outputs(output, inputs["input_ids"].shape[1])
+
+    # Answers that decode to nothing are generated again, with a few new tokens at least (dsum.model.degenerate).
+    vocab = model.config.get_text_config(decoder=True).vocab_size
+    refill = EmptyAnswers(tokenizer, framing.decoder, vocab, stats) if num_return_sequences == 1 and not sampling else None
     try:
         for batch in batches:
-            with torch.inference_mode(), autocast(precision, device):
-                inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt", padding_side=side).to(device)
-                row_limits = limits(buckets, lengths[batch[0]]) if buckets else {}
-                output = model.generate(**inputs, **{**kwargs, **row_limits}, **beam_search_cache(model, gen))  # a fresh cache per call
-            sequences = output[:, inputs["input_ids"].shape[1] :] if decoder_only else output
-            sequences = sequences.tolist()
+            sequences = run(batch)
+            if refill is not None:
+                sequences = refill(batch, sequences, run)
             if stats is not None and num_return_sequences == 1:
-                start = 0 if decoder_only else 1  # a seq2seq output opens with the decoder start (BART: `</s>`)
-                stats.cut += [index for index, ids in zip(batch, sequences) if not ends.intersection(ids[start:])]
-            yield batch, decode(sequences)
+                stats.cut += [index for index, ids in zip(batch, sequences) if not framing.stopped(ids)]
+            yield batch, framing.decode(sequences)
     finally:
         model.train(was_training)  # evaluation inside training hands the model back in training mode
 

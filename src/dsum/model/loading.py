@@ -12,15 +12,7 @@ from typing import Iterable, Sequence
 
 from dsum.config import LoraConfig, ModelConfig, PromptConfig, TinyModelConfig
 from dsum.util.errors import UserError
-from dsum.model.tokenization import (
-    add_data_tokens,
-    apply_framing,
-    chat_framing,
-    first_line,
-    framing_for,
-    is_decoder_only,
-    load_tokenizer,
-)
+from dsum.model.tokenization import add_data_tokens, first_line, framing_for, is_decoder_only, load_tokenizer
 
 DECODER_ONLY_TINY = ("llama", "qwen3")
 # The tiny decoder-only model's tokenizer has ChatML's turn markers (prompt.chat_template uses them).
@@ -51,7 +43,7 @@ def load_seq2seq(model_cfg: ModelConfig, special_tokens: Sequence[str], train_te
         add_data_tokens(tokenizer, special_tokens)
     if len(tokenizer) != model.get_input_embeddings().num_embeddings:
         resize_embeddings(model, len(tokenizer))
-    apply_framing(model, framing_for(model.config, tokenizer))
+    framing_for(model.config, tokenizer).apply_to(model)
     return model, tokenizer
 
 
@@ -68,33 +60,15 @@ def load_decoder_only(model_cfg: ModelConfig, train_texts: Iterable[str], prompt
     else:
         model, tokenizer = load_pretrained(model_cfg.name, quantization)
     tokenizer.padding_side = "left"
-    chat = chat_framing(tokenizer, prompt)
-    model.config.pad_token_id = chat.pad
-    # dsum decodes greedily or by beams (sampling only for --samples, with its own settings): Qwen3's
-    # generation_config.json samples by default, and a config that keeps its temperature with do_sample off
-    # cannot be saved.
-    model.generation_config.update(
-        pad_token_id=chat.pad, eos_token_id=list(chat.stop_ids), bos_token_id=None,
-        do_sample=False, temperature=None, top_p=None, top_k=None,
-    )
+    framing_for(model.config, tokenizer, prompt).apply_to(model)  # pad and stop ids; greedy unless --samples
     return model, tokenizer
 
 
 def check_quantization(lora: LoraConfig | None) -> None:
-    """4bit/8bit loading needs bitsandbytes and a CUDA GPU: refused before any work otherwise."""
-    import importlib.util
+    """4bit/8bit loading needs bitsandbytes, on any backend it runs (CUDA, or the CPU): dsum.model.quantization."""
+    from dsum.model.quantization import check_quantization as check
 
-    import torch
-
-    if lora is None or lora.quantization == "none":
-        return
-    if not torch.cuda.is_available():
-        raise UserError(
-            f"lora.quantization={lora.quantization} needs a CUDA GPU (bitsandbytes) and none is visible: "
-            "run on the GPU server or set lora.quantization=none"
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError(f"lora.quantization={lora.quantization} needs the bitsandbytes package: run `uv sync` (or uv pip install bitsandbytes)")
+    check(lora.quantization if lora is not None else "none")
 
 
 def quantization_config(quantization: str):
@@ -119,6 +93,9 @@ def wrap_lora(model, lora: LoraConfig, base: str | None = None):
     from peft import LoraConfig as PeftLoraConfig
     from peft import TaskType, get_peft_model, prepare_model_for_kbit_training
 
+    from dsum.model.checks import check_lora_targets
+
+    check_lora_targets(model, lora.target_modules)
     if getattr(model, "hf_quantizer", None) is not None:
         # Norms to fp32 and inputs that require grad, so gradients reach the adapters through frozen 4-bit layers.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -156,11 +133,21 @@ def resize_embeddings(model, size: int) -> None:
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def adapter_base(folder: Path) -> str:
-    """The base model a LoRA adapter folder was trained on: a hub name, or a folder (relative to the adapter's)."""
+def is_adapter(folder: Path) -> bool:
+    """A folder holding a LoRA adapter (peft's adapter_config.json)."""
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def read_adapter_config(folder: Path) -> dict:
+    """The adapter_config.json of a LoRA adapter folder (peft's settings: base model, r, target modules...)."""
     import json
 
-    base = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))["base_model_name_or_path"]
+    return json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model a LoRA adapter folder was trained on: a hub name, or a folder (relative to the adapter's)."""
+    base = read_adapter_config(folder)["base_model_name_or_path"]
     local = (folder / base).resolve()
     return str(local) if local.is_dir() else base
 
@@ -172,7 +159,7 @@ def set_adapter_base(folder: Path, base: str) -> None:
     from dsum.util.atomic import atomic_write_text
 
     path = folder / ADAPTER_CONFIG
-    settings = json.loads(path.read_text(encoding="utf-8"))
+    settings = read_adapter_config(folder)
     settings["base_model_name_or_path"] = base
     atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
 
@@ -186,19 +173,27 @@ def load_pretrained(name_or_path: str | Path, quantization: str = "none"):
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+    from dsum.model.gguf import is_gguf, local_model
+    from dsum.model.quantization import device_map
+
+    named = str(name_or_path)
+    name_or_path = local_model(name_or_path)  # a .gguf file: its float32 folder, converted once (dsum.model.gguf)
     folder = Path(name_or_path)
     adapter = folder.is_dir() and (folder / ADAPTER_CONFIG).is_file()
     if folder.is_dir() and not adapter and not (folder / "config.json").is_file():
         hint = f"; it is a run directory: use {folder / 'checkpoint-best'}" if (folder / "checkpoint-best").is_dir() else ""
         raise UserError(f"{folder} holds no model (expected config.json and model weights from save_pretrained){hint}")
     tokenizer = load_tokenizer(name_or_path)
-    base = adapter_base(folder) if adapter else str(name_or_path)
+    named = adapter_base(folder) if adapter else named
+    base = local_model(named)
     try:
         decoder_only = is_decoder_only(AutoConfig.from_pretrained(base))
         auto = AutoModelForCausalLM if decoder_only else AutoModelForSeq2SeqLM
         settings = quantization_config(quantization)
-        extra = {"quantization_config": settings, "device_map": {"": 0}} if settings else {}
+        extra = {"quantization_config": settings, "device_map": device_map()} if settings else {}
         model = auto.from_pretrained(base, **extra)
+        if is_gguf(named):  # adapters trained on it name the .gguf file as their base, not the cache folder
+            model.name_or_path = model.config.name_or_path = str(Path(named).resolve())
     except (OSError, ValueError) as exc:
         raise UserError(
             f"cannot load model {base!r}: {first_line(exc)} "
@@ -224,8 +219,10 @@ def load_model_config(model_cfg: ModelConfig, local_only: bool = False):
         model_cfg = model_cfg.model_copy(update={"name": adapter_base(folder)})
     from transformers import AutoConfig
 
+    from dsum.model.gguf import local_model
+
     try:
-        return AutoConfig.from_pretrained(model_cfg.name, local_files_only=local_only)
+        return AutoConfig.from_pretrained(local_model(model_cfg.name), local_files_only=local_only)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"cannot load the config of model {model_cfg.name!r}: {first_line(exc)} "
@@ -385,7 +382,7 @@ def load_ensemble(folders: Sequence[Path]):
     models, tokenizers = [m for m, _ in loaded], [t for _, t in loaded]
     check_same_tokenizer(folders, tokenizers)
     for folder, model in zip(folders, models):
-        if not getattr(model.config, "is_encoder_decoder", False):
+        if is_decoder_only(model.config):
             raise UserError(f"{folder} is a decoder-only model: logit ensembles take seq2seq models for now (or use dsum ensemble mbr)")
     framings = [framing_for(m.config, tokenizers[0]) for m in models]
     for folder, framing in zip(folders[1:], framings[1:]):
@@ -408,3 +405,41 @@ def with_model_defaults(cfg, model_config):
     if is_decoder_only(model_config) and "max_new_tokens" not in gen.model_fields_set:
         return cfg.model_copy(update={"generation": gen.model_copy(update={"max_new_tokens": DECODER_ONLY_MAX_NEW_TOKENS})})
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference: a saved checkpoint (predict, tune's decode mode, folds, average, export)
+
+
+def checkpoint_folder(path: Path) -> Path:
+    """A model folder, or a run directory's checkpoint-best (or a llama.cpp .gguf file: dsum.model.gguf)."""
+    from dsum.model.gguf import gguf_file, is_gguf
+
+    path = Path(path)
+    if is_gguf(path):
+        return gguf_file(path)
+    if not path.is_dir():
+        raise UserError(f"checkpoint folder not found: {path} (point --checkpoint at a run directory or runs/<name>/checkpoint-best)")
+    if not is_model_folder(path) and is_model_folder(path / "checkpoint-best"):
+        return path / "checkpoint-best"
+    return path
+
+
+def is_model_folder(path: Path) -> bool:
+    """A full model (config.json) or a LoRA adapter (adapter_config.json)."""
+    return (path / "config.json").is_file() or is_adapter(path)
+
+
+def load_for_inference(checkpoints: Sequence[Path], quantization: str = "none"):
+    """(model, tokenizer) of checkpoint folders (or run directories), on the GPU when there is one.
+
+    Several: a LogitEnsemble of them (dsum.model.generate) and their shared tokenizer. A LoRA
+    checkpoint loads its base (quantized as lora.quantization says: training's) with the adapter on top.
+    """
+    import torch
+
+    folders = [checkpoint_folder(path) for path in checkpoints]
+    model, tokenizer = load_pretrained(folders[0], quantization) if len(folders) == 1 else load_ensemble(folders)
+    if torch.cuda.is_available() and quantization == "none":
+        model = model.cuda()  # a quantized model is placed on the GPU as it loads
+    return model, tokenizer

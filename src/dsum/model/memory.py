@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from dsum.model.tokenization import is_decoder_only
+
 GIB = 1024**3
 # CUDA context with cuBLAS/cuDNN workspaces (~0.5 GiB) and the caching allocator's fragmentation: 1 GiB in all.
 OVERHEAD = 1 * GIB
@@ -22,6 +24,8 @@ INT8_BYTES = 1
 # The loss over the vocabulary: the head's 16-bit logits, their fp32 upcast and the fp32 log-softmax kept for the
 # backward (whose gradients are as big): 2 + 4 + 4 bytes per position and vocabulary entry at the peak.
 LOGIT_BYTES = 2 + 4 + 4
+# In fp32 the upcast is no copy, but the logits are 4 bytes: 4 + 4 + 4.
+LOGIT_BYTES_FP32 = 4 + 4 + 4
 
 
 @dataclass
@@ -67,7 +71,7 @@ def build_on_meta(model_config):
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    auto = AutoModelForSeq2SeqLM if getattr(model_config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    auto = AutoModelForCausalLM if is_decoder_only(model_config) else AutoModelForSeq2SeqLM
     with torch.device("meta"):
         return auto.from_config(model_config)
 
@@ -102,7 +106,7 @@ def lora_parameter_count(model, r: int, target_modules: str | Sequence[str] = "a
 
 def layer_stacks(config, seq: int, target: int | None = None) -> list[tuple[int, int]]:
     """(layers, tokens) of each stack: the decoder-only model's, or an encoder's and its decoder's."""
-    if not getattr(config, "is_encoder_decoder", False):
+    if is_decoder_only(config):
         return [(config.num_hidden_layers, seq)]
     decoder = getattr(config, "decoder_layers", None) or getattr(config, "num_decoder_layers", None)  # bart, t5
     return [(config.num_hidden_layers, seq), (decoder or config.num_hidden_layers, target or seq)]
@@ -110,14 +114,16 @@ def layer_stacks(config, seq: int, target: int | None = None) -> list[tuple[int,
 
 def activation_bytes(
     config, batch: int, seq: int, checkpointing: bool, value_bytes: int = 2, target: int | None = None,
-    adapter_inputs: float = 0,
+    adapter_inputs: float = 0, label_tokens: int | None = None,
 ) -> int:
     """Activations kept for the backward: an approximation after Korthikanti et al. 2022 ("Reducing Activation
     Recomputation in Large Transformer Models", eq. 1): one transformer layer keeps s·b·h·(34 + 5·a·s/h) bytes
     with 16-bit values (s sequence, b batch, h hidden, a heads; the 5·a·s² term is the attention matrix, which
     fused SDPA/flash attention does not store, so this errs high). With gradient checkpointing only each layer's
     input (b·s·h values) is kept, plus one layer's activations recomputed in the backward. Plus the loss over the
-    vocabulary (LOGIT_BYTES). Encoder-decoder: the encoder at `seq`, the decoder layers like encoder layers at
+    vocabulary (LOGIT_BYTES, LOGIT_BYTES_FP32 for 4-byte values) at every position of a row, or at `label_tokens`
+    positions of a row when the loss runs the output layer on label positions only (dsum.model.label_loss, every
+    decoder-only training). Encoder-decoder: the encoder at `seq`, the decoder layers like encoder layers at
     `target` (cross-attention not added).
 
     LoRA: each adapted layer keeps its input once more for its adapter (peft casts it to the adapter's dtype, and
@@ -137,7 +143,8 @@ def activation_bytes(
         kept = sum(layers * batch * s * h * value_bytes for layers, s in stacks) + max(per_layer(s) for _, s in stacks)
     else:
         kept = sum(layers * per_layer(s) for layers, s in stacks)
-    return int(kept + batch * stacks[-1][1] * config.vocab_size * LOGIT_BYTES)
+    positions = stacks[-1][1] if label_tokens is None else min(label_tokens, stacks[-1][1])
+    return int(kept + batch * positions * config.vocab_size * (LOGIT_BYTES_FP32 if value_bytes == 4 else LOGIT_BYTES))
 
 
 def estimate_training_memory(
@@ -150,6 +157,7 @@ def estimate_training_memory(
     optimizer_8bit: bool = False,
     precision: str = "bf16",
     target_len: int | None = None,
+    label_tokens: int | None = None,
 ) -> MemoryEstimate:
     """The peak memory of one training step on one GPU, as dsum trains (transformers Trainer, peft).
 
@@ -157,6 +165,8 @@ def estimate_training_memory(
     8bit (bitsandbytes). `seq_len`: the tokens of one example (decoder-only: prompt + summary; encoder-decoder: the
     source, with `target_len` the summary). `optimizer_8bit`: (paged) 8-bit AdamW, 2 bytes of state a parameter.
     `precision`: the activations' (fp32, or a 16-bit one: auto counts as 16-bit, what a GPU run resolves it to).
+    `label_tokens`: the positions of a row whose logits the loss computes (None: all; dsum's decoder-only training
+    computes them at label positions only: see dsum.verbs.doctor.training_estimate).
 
     Weights load in the dtype of the model's config (from_pretrained's dtype="auto"; fp32 when it names none), and
     mixed precision autocasts them: no fp32 master copy, AdamW's moments in the weights' dtype. Quantized: the
@@ -202,9 +212,11 @@ def estimate_training_memory(
     adapted = linear_layers(model, lora.target_modules).values() if lora is not None else []
     layers = sum(count for count, _ in layer_stacks(model_config, seq_len))
     adapter_inputs = sum(getattr(m, "in_features", 0) for m in adapted) / layers  # Linear inputs of one layer
-    activations = activation_bytes(model_config, batch_size, seq_len, gradient_checkpointing, width, target_len, adapter_inputs)
+    activations = activation_bytes(model_config, batch_size, seq_len, gradient_checkpointing, width, target_len, adapter_inputs,
+                                   label_tokens)
+    where = "" if label_tokens is None else f" at {min(label_tokens, seq_len)} label positions a row"
     how["activations"] = (f"batch {batch_size} × {seq_len} tokens, gradient checkpointing "
-                          f"{'on' if gradient_checkpointing else 'off'}, logits over {model_config.vocab_size} tokens")
+                          f"{'on' if gradient_checkpointing else 'off'}, logits over {model_config.vocab_size} tokens{where}")
     how["overhead"] = "CUDA context and allocator fragmentation"
     return MemoryEstimate(
         params, lora_params, int(weights), lora_weights, gradients, optimizer, activations, how=how,

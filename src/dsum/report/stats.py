@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsum.data.files import read_table
+from dsum.data.files import read_table, topic_column
 from dsum.util.errors import UserError
 from dsum.data.text import find_special_tokens
 
@@ -65,7 +65,7 @@ def read_split(name: str, paths: Sequence[Path]) -> Split:
         fnames += table["fname"].tolist()
         dialogues += table["dialogue"].tolist()
         summary_col = next((c for c in ("summary", "summary1") if c in table.columns), None)
-        topic_col = next((c for c in ("topic", "topic1") if c in table.columns), None)
+        topic_col = topic_column(table.columns)
         # A file without the column (an augmented file without topics, say) adds empty cells.
         summaries += table[summary_col].tolist() if summary_col else [""] * len(table)
         topics += table[topic_col].tolist() if topic_col else [""] * len(table)

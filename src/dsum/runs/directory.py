@@ -30,7 +30,7 @@ from dsum.config import Config
 from dsum.data.files import file_sha256
 from dsum.util.errors import UserError
 from dsum.runs.read import is_run_dir, read_status, run_status
-from dsum.runs.tracking import redact
+from dsum.util.secrets import redact
 
 PACKAGE_DIR = Path(__file__).parents[1]  # src/dsum
 PROJECT_ROOT = PACKAGE_DIR.parents[1]  # src/dsum → the checkout, with pyproject.toml and uv.lock

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dsum.config.diff import MISSING, config_diff
 from dsum.util.errors import UserError
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from dsum.metric.bootstrap import Bootstrap, Halves
 
 SORT_KEYS = ("score", "date", "name")
@@ -33,7 +32,7 @@ SORT_KEYS = ("score", "date", "name")
 
 def read_status(run_dir: Path) -> dict:
     """status.json as written by rundir.mark_status; {} when absent or unreadable."""
-    return _read_json(Path(run_dir) / "status.json")
+    return read_json(Path(run_dir) / "status.json")
 
 
 def run_status(run_dir: Path) -> str:
@@ -64,7 +63,8 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON object file of a run; {} when absent, unreadable or not an object (a run killed mid-write)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -100,7 +100,7 @@ def read_config(run_dir: Path) -> dict:
 
 
 def read_metrics(run_dir: Path) -> dict:
-    return _read_json(Path(run_dir) / "metrics.json")
+    return read_json(Path(run_dir) / "metrics.json")
 
 
 @dataclass
@@ -174,37 +174,6 @@ def rows_as_dicts(rows: list[RunRow]) -> list[dict]:
     return [asdict(r) for r in rows]
 
 
-STATUS_STYLES = {"finished": "green", "running": "cyan", "running?": "cyan", "failed": "red", "crashed": "red"}
-
-
-def short_date(date: str, today: datetime | None = None) -> str:
-    """'2026-11-29 14:05' → '11-29 14:05' this year, '2025-11-29' another year: 11 characters at most."""
-    year = (today or datetime.now()).strftime("%Y")
-    return date[5:] if date.startswith(f"{year}-") else date[:10]
-
-
-def runs_table(rows: list[RunRow], title: str) -> Table:
-    """The `dsum runs` table. At 80 columns, date, status and the numbers stay whole; the name and
-    the model fold onto more lines instead."""
-    from rich import box
-    from rich.table import Table
-
-    # A light frame: the nine columns' borders and padding would otherwise take a third of 80 columns.
-    table = Table(title=title, box=box.MINIMAL_HEAVY_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    table.add_column("name", overflow="fold")
-    table.add_column("date", no_wrap=True, min_width=11)
-    table.add_column("model", overflow="fold")
-    for column in ("lr", "bs", "ep", "score", "best ep"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True, min_width=8)
-    for r in rows:
-        lr, batch, epochs, best = ("-" if v is None else f"{v:g}" for v in (r.learning_rate, r.batch_size, r.epochs, r.best_epoch))
-        score = "-" if r.score is None else f"{r.score:.2f}"
-        status = f"[{STATUS_STYLES.get(r.status, '')}]{r.status}[/]"
-        table.add_row(r.name, short_date(r.date), r.model, lr, batch, epochs, score, best, status)
-    return table
-
-
 # ---------------------------------------------------------------------------------------------
 # Comparing two runs
 
@@ -217,42 +186,6 @@ COMPARED_METRICS = (
     ("best_epoch", ("best_epoch",)),
     ("train_runtime_s", ("train_runtime_s",)),
 )
-
-
-def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
-    """{"training": {"learning_rate": 1e-5}} → {"training.learning_rate": 1e-5}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-MISSING = object()  # a key one config has and the other lacks
-
-
-def config_diff(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
-    """(dotted key, value in a, value in b) for every key whose values differ; MISSING where absent.
-
-    A section only one config has (a newer dsum added it) is one row, not one row per key.
-    """
-    flat_a, flat_b = flatten(_fold_sections_only_in(a, b)), flatten(_fold_sections_only_in(b, a))
-    keys = list(flat_a) + [k for k in flat_b if k not in flat_a]
-    return [
-        (key, flat_a.get(key, MISSING), flat_b.get(key, MISSING))
-        for key in keys
-        if flat_a.get(key, MISSING) != flat_b.get(key, MISSING)
-    ]
-
-
-def _fold_sections_only_in(config: dict, other: dict) -> dict:
-    return {
-        key: f"(section of {len(flatten(value))} keys)" if isinstance(value, dict) and key not in other else value
-        for key, value in config.items()
-    }
 
 
 def metric_diff(a: dict, b: dict) -> list[tuple[str, Any, Any, float | None]]:

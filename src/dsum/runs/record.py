@@ -16,8 +16,10 @@ from typing import Any
 from dsum.util.atomic import atomic_write_text
 from dsum.config import Config
 from dsum.util.errors import UserError
-from dsum.runs.read import available_runs, config_diff, format_value, is_run_dir, read_config
-from dsum.runs.tracking import redact
+from dsum.config.diff import config_diff
+from dsum.runs.read import available_runs, format_value, is_run_dir, read_config
+from dsum.util.markdown import markdown_table
+from dsum.util.secrets import redact
 
 # Keys that always differ between a run and its parent and say nothing about the change itself.
 NOT_A_CHANGE = ("general.parent", "general.notes")
@@ -216,12 +218,5 @@ def noise_section(run_dir: Path, cfg: Config, parent_dir: Path | None) -> str:
 
 
 def table(header: tuple[str, ...], rows: list[tuple]) -> str:
-    """A markdown table; `|` in values escaped so a value never splits a cell."""
-
-    def cell(value: Any) -> str:
-        text = format_value(value) if not isinstance(value, str) else value
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A markdown table of record.md: values that are not text as `dsum runs compare` shows them."""
+    return markdown_table(header, rows, format_value)

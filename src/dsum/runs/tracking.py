@@ -15,36 +15,25 @@ artifact name, version (online W&B), digest and every file's sha256 under "data"
 
 from __future__ import annotations
 
+import logging
+import netrc
 import os
 import re
 import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from dsum.util.atomic import write_json
 from dsum.config import Config, TrackingConfig
+from dsum.config.diff import flatten
 from dsum.data.files import file_sha256
+from dsum.util.atomic import write_json
 from dsum.util.errors import UserError
-from dsum.runs.read import flatten
+from dsum.util.secrets import redact
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SECRET_ENV_VARS = ("UPSTAGE_API_KEY", "WANDB_API_KEY", "OPENAI_API_KEY", "HF_TOKEN")
-
-
-def redact(value: Any) -> Any:
-    """The value with every secret from the environment replaced by `***` (strings, dicts, lists)."""
-    secrets = [os.environ[name] for name in SECRET_ENV_VARS if len(os.environ.get(name, "")) >= 4]
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {key: redact(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
+log = logging.getLogger(__name__)
 
 
 def metric_name(key: str) -> str:
@@ -119,7 +108,7 @@ class WandbTracker(Tracker):
         t = cfg.tracking
         self.mode = wandb_mode(t)
         if self.mode == "offline":
-            print(f"W&B: offline run (mode {t.mode}, not logged in or WANDB_MODE=offline); upload it later with `wandb sync {run_dir}/wandb/offline-run-*`")
+            log.info(f"W&B: offline run (mode {t.mode}, not logged in or WANDB_MODE=offline); upload it later with `wandb sync {run_dir}/wandb/offline-run-*`")
         # W&B records the command line among the run's metadata; a key pasted into --set must not go with it.
         saved_argv = sys.argv[:]
         sys.argv[:] = redact(saved_argv)
@@ -198,13 +187,27 @@ def wandb_mode(t: TrackingConfig) -> str:
 
 
 def wandb_logged_in() -> bool:
+    """A W&B key is at hand (`wandb_key_source`): the run goes online in mode auto."""
+    return wandb_key_source() is not None
+
+
+def wandb_key_source() -> str | None:
+    """Where the W&B key comes from, to show (never the key itself): WANDB_API_KEY, or the netrc file
+    (NETRC, else ~/.netrc) that `wandb login` wrote with a login for api.wandb.ai; None without a key."""
     if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+        return "WANDB_API_KEY"
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
-        return "api.wandb.ai" in netrc.read_text()
-    except OSError:
-        return False
+        if path.is_file() and netrc.netrc(path).authenticators("api.wandb.ai"):
+            return str(path)
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return None
+
+
+def mlflow_uri(cfg: Config) -> str:
+    """tracking.uri, else the SQLite store beside the runs: sqlite:///<general.output_dir>/mlflow.db (absolute)."""
+    return cfg.tracking.uri or f"sqlite:///{Path(cfg.general.output_dir).resolve() / 'mlflow.db'}"
 
 
 class MlflowTracker(Tracker):
@@ -215,7 +218,7 @@ class MlflowTracker(Tracker):
         import mlflow
 
         output_dir = cfg.general.output_dir.resolve()
-        self.uri = cfg.tracking.uri or f"sqlite:///{output_dir / 'mlflow.db'}"
+        self.uri = mlflow_uri(cfg)
         mlflow.set_tracking_uri(self.uri)
         experiment = mlflow.get_experiment_by_name(cfg.tracking.project)
         if experiment is None:
@@ -301,10 +304,10 @@ _warned: set[str] = set()
 
 
 def warn_once(message: str) -> None:
-    """Print a warning the first time only (a tuning study starts a tracker per trial)."""
+    """Log a warning the first time only (a tuning study starts a tracker per trial)."""
     if message not in _warned:
         _warned.add(message)
-        print(f"warning: {message}")
+        log.warning(message)
 
 
 BACKENDS = {"none": Tracker, "wandb": WandbTracker, "mlflow": MlflowTracker, "tensorboard": TensorBoardTracker}

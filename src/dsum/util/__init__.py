@@ -2,5 +2,8 @@
 
 - `errors.py`: UserError, the one exception for problems a user can fix.
 - `atomic.py`: whole-or-nothing file writes. `envfile.py`: secrets from `.env`.
-- `progress.py`: the console progress displays draw on. `verbosity.py`: `dsum -q` / `-v`.
+- `progress.py`: the one progress helper (rich consoles, tqdm bars; silent under -q).
+- `verbosity.py`: `dsum -q` / `-v`, and the console handler of the "dsum" logger every message goes through.
+- `secrets.py`: `redact`, so that no key reaches a log, a tracker, a saved config or a record.
+- `markdown.py`: tables of the markdown files dsum writes (record.md, MBR records).
 """

@@ -5,6 +5,11 @@ environment (DSUM_VERBOSITY, TRANSFORMERS_VERBOSITY), so tuning workers and torc
 are new processes, say as much as the command that started them. transformers and Optuna are set
 directly only when already imported: importing them here would add seconds to `dsum score`;
 transformers reads its variable when it is first imported and dsum.verbs.tune calls `apply_to_optuna`.
+
+dsum's messages go through `logging.getLogger("dsum.<module>")`; the one handler on the "dsum" logger
+(installed when dsum is imported) writes info to stdout as plain lines and warnings and errors to
+stderr as `warning: ...` / `error: ...`, to the streams of the moment (pytest's capture, a Jupyter
+cell). `quiet` leaves warnings and errors, and hides progress displays (dsum.util.progress).
 """
 
 from __future__ import annotations
@@ -23,6 +28,41 @@ LEVELS = {
     "normal": (logging.INFO, "warning", logging.INFO),  # the libraries' own defaults
     "verbose": (logging.DEBUG, "info", logging.DEBUG),
 }
+
+
+class ConsoleHandler(logging.Handler):
+    """Info on stdout, warnings and errors on stderr, each message one line as the library wrote it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            if record.levelno >= logging.WARNING:
+                stream = sys.stderr
+                message = f"{record.levelname.lower()}: {message}"
+            else:
+                stream = sys.stdout
+            stream.write(message + "\n")
+            stream.flush()
+        except Exception:  # a closed stream must not end the run
+            self.handleError(record)
+
+
+def install_console_handler() -> logging.Logger:
+    """The "dsum" logger with its one console handler, at the level DSUM_VERBOSITY names (default normal).
+
+    It does not propagate: a root handler set up by the user's program would print every line twice.
+    """
+    logger = logging.getLogger("dsum")
+    if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(ConsoleHandler())
+        logger.propagate = False
+        logger.setLevel(LEVELS.get(os.environ.get(ENV, "normal"), LEVELS["normal"])[0])
+    return logger
+
+
+def is_quiet() -> bool:
+    """True when dsum says only warnings and errors (`dsum -q`, set_verbosity("quiet"))."""
+    return not logging.getLogger("dsum").isEnabledFor(logging.INFO)
 
 
 def set_verbosity(level: str) -> None:
@@ -47,3 +87,17 @@ def apply_to_optuna() -> None:
         import optuna
 
         optuna.logging.set_verbosity(LEVELS[level][2])
+
+
+# bitsandbytes' CPU backend logs this at import whenever the optional `kernels` package is missing, and peft and
+# the Trainer import bitsandbytes on every LLM command: a fallback it then uses, not a problem. Dropped before
+# bitsandbytes is imported (its logger filters it); every other bitsandbytes message still reaches the user.
+BITSANDBYTES_KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+
+def drop_bitsandbytes_kernels_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(BITSANDBYTES_KERNELS_NOTICE)
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(drop_bitsandbytes_kernels_notice)
+install_console_handler()

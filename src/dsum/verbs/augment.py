@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from rich.table import Table
 
 from dsum.util.atomic import atomic_write_text
 from dsum.config import Config
@@ -263,20 +262,3 @@ def clean_dialogue(text: str) -> str:
     while lines and not _TURN.match(lines[0]) and len(lines) > 1 and _TURN.match(lines[1]):
         lines.pop(0)
     return "\n".join(lines)
-
-
-def summary_table(result: AugmentResult) -> Table:
-    table = Table(title=f"augment: {result.method}")
-    table.add_column("")
-    table.add_column("rows", justify="right")
-    table.add_row("source rows", str(result.source_rows))
-    table.add_row("[green]written[/]", str(result.written))
-    for reason, count in sorted(result.counts.items()):
-        table.add_row(reason, str(count))
-    if result.api:
-        table.add_row("API requests sent", str(result.api["requests_sent"]))
-        table.add_row("API answers from the cache", str(result.api["from_cache"]))
-        retries = sum(result.api["retries"].values())
-        table.add_row("API retries", str(retries))
-        table.add_row("API tokens (prompt + completion)", str(result.api["prompt_tokens"] + result.api["completion_tokens"]))
-    return table

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Sequence
 
 from dsum.util.atomic import new_folder
+from dsum.model.loading import is_adapter, read_adapter_config
 from dsum.util.errors import UserError
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def normalised_weights(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -46,13 +45,13 @@ def normalised_weights(weights: Sequence[float] | None, count: int) -> list[floa
 
 def average_checkpoints(checkpoints: Sequence[Path], out: Path, weights: Sequence[float] | None = None) -> Path:
     """Write the weighted average of `checkpoints` (model folders or run directories) to `out`; returns `out`."""
-    from dsum.verbs.predict import checkpoint_folder
+    from dsum.model.loading import checkpoint_folder
 
     if len(checkpoints) < 2:
         raise UserError("give two or more checkpoints to average (e.g. the last epochs of a run, or the fold models)")
     folders = [checkpoint_folder(path) for path in checkpoints]
     shares = normalised_weights(weights, len(folders))
-    adapters = [(folder / ADAPTER_CONFIG).is_file() for folder in folders]
+    adapters = [is_adapter(folder) for folder in folders]
     if any(adapters) and not all(adapters):
         raise UserError(
             f"{', '.join(str(f) for f, a in zip(folders, adapters) if a)} hold LoRA adapters and the others full models: "
@@ -118,7 +117,7 @@ def _average_adapters(folders: list[Path], shares: list[float], out: Path) -> No
     from dsum.model.loading import check_same_tokenizer, load_pretrained
     from dsum.model.tokenization import TOKENIZER_FILES, load_tokenizer
 
-    configs = [json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")) for folder in folders]
+    configs = [read_adapter_config(folder) for folder in folders]
     bases = {config.get("base_model_name_or_path") for config in configs}
     if len(bases) != 1 or None in bases:
         raise UserError(f"the adapters name different base models ({', '.join(sorted(map(str, bases)))}): average adapters of one base")

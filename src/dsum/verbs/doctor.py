@@ -9,8 +9,6 @@ LLM (decoder-only or LoRA) config also: can it be quantized here, will training 
 
 from __future__ import annotations
 
-import netrc
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ def run_checks(cfg: Config, source: str = "config") -> list[Check]:
     """All checks in the order a run needs them; the config itself was valid if we got here."""
     return [
         Check("config", OK, f"{source} loads and validates"),
-        check_gpu(cfg.training.precision),
+        check_gpu(cfg.training.precision, model_type(cfg.model)),
         check_data(cfg),
         check_model(cfg.model),
         check_tokenizer(cfg),
@@ -80,9 +78,22 @@ def nvidia_smi_gpus() -> list[tuple[str, str]]:
     return [(name.strip(), driver.strip()) for name, driver in rows]
 
 
-def check_gpu(precision: str) -> Check:
-    """A visible CUDA GPU, its memory and bf16 support, against training.precision; the torch build and driver."""
+def model_type(model: ModelConfig) -> str:
+    """The model's type (bart, t5, llama...) as the run reads it; "bart" when its config does not load (the model row says why)."""
+    from dsum.model.loading import load_model_config
+
+    try:
+        return load_model_config(model).model_type
+    except UserError:
+        return "bart"
+
+
+def check_gpu(precision: str, model_type: str = "bart") -> Check:
+    """A visible CUDA GPU, its memory and bf16 support, against training.precision (the run's own rule,
+    dsum.model.precision.choose_precision); the torch build and driver."""
     import torch
+
+    from dsum.model.precision import choose_precision
 
     build = torch_build()
     if not torch.cuda.is_available():
@@ -104,15 +115,19 @@ def check_gpu(precision: str) -> Check:
     count = torch.cuda.device_count()
     driver = next((d for _, d in nvidia_smi_gpus()), "?")
     detail = f"{count}× {props.name}, {props.total_memory / GIB:.1f} GiB, bf16 {'yes' if bf16 else 'no'}, driver {driver}; {build}"
-    if precision == "bf16" and not bf16:
-        return Check("GPU", FAIL, f"{detail}; training.precision=bf16 is not supported here (use fp16 or auto)")
-    resolved = ("bf16" if bf16 else "fp16") if precision == "auto" else precision
-    return Check("GPU", OK, f"{detail}; precision {precision} → {resolved} (auto: fp32 for T5 without bf16)")
+    try:
+        choice = choose_precision(precision, model_type, cuda=True, bf16=bf16)
+    except UserError as exc:
+        return Check("GPU", FAIL, f"{detail}; {exc}")
+    resolved = f"{detail}; precision {precision} → {choice.precision} for {model_type}"
+    if choice.note:
+        return Check("GPU", WARN if choice.warning else OK, f"{resolved} ({choice.note})")
+    return Check("GPU", OK, resolved)
 
 
 def check_data(cfg: Config) -> Check:
     """Every data file of the config exists and passes `dsum data check` without errors."""
-    from dsum.data.files import check_files
+    from dsum.data.check import check_files
 
     d = cfg.data
     paths = [*d.train, d.dev, d.test] + ([d.sample_submission] if d.sample_submission else [])
@@ -137,6 +152,13 @@ def check_model(model: ModelConfig) -> Check:
     """The model loads from here: tiny (built offline), a local folder, the HF cache, or a reachable hub."""
     if model.tiny is not None:
         return Check("model", OK, f"tiny {model.tiny.architecture}, built offline from the config")
+    from dsum.model.gguf import is_gguf, local_model
+
+    if is_gguf(model.name):  # converted once to a float32 folder (dsum.model.gguf)
+        try:
+            return Check("model", OK, f"GGUF file {model.name}, loaded as {local_model(model.name)}")
+        except UserError as exc:
+            return Check("model", FAIL, str(exc))
     folder = Path(model.name)
     if folder.is_dir():
         if (folder / "config.json").is_file():
@@ -167,15 +189,11 @@ def check_tokenizer(cfg: Config) -> Check:
     from dsum.data.files import read_examples
     from dsum.model.loading import check_lengths, load_model_and_tokenizer, load_model_config, with_model_defaults
     from dsum.data.text import special_tokens_for
-    from dsum.model.tokenization import (
-        add_data_tokens, chat_framing, encode_chat_example, encode_labels, encode_sources, framing_for, is_decoder_only,
-        load_tokenizer, split_data_tokens,
-    )
+    from dsum.model.tokenization import add_data_tokens, framing_for, load_tokenizer, split_data_tokens
 
     try:
         examples = read_examples(cfg.data.dev, require_summary=True)
         model_config = load_model_config(cfg.model)
-        decoder_only = is_decoder_only(model_config)
         cfg = with_model_defaults(cfg, model_config)
         check_lengths(cfg.model, cfg.generation.max_new_tokens, model_config)
         texts = [ex.dialogue for ex in examples] + [ex.summaries[0] for ex in examples]
@@ -186,21 +204,13 @@ def check_tokenizer(cfg: Config) -> Check:
             model_config = model.config
         else:
             tokenizer = load_tokenizer(cfg.model.name)
-            if not decoder_only:
-                add_data_tokens(tokenizer, specials)
+        framing = framing_for(model_config, tokenizer, cfg.prompt)
+        if framing.data_tokens:
+            add_data_tokens(tokenizer, specials)  # as training adds them (a tiny model's are there already)
         example = examples[0]
-        if decoder_only:
-            framing = chat_framing(tokenizer, cfg.prompt)
-            row, _, _ = encode_chat_example(tokenizer, framing, example.dialogue, example.summaries[0],
-                                            cfg.model.max_source_length, cfg.model.max_target_length)
-            prompt_length = row["labels"].count(-100)
-            source, label = row["input_ids"][:prompt_length], row["input_ids"][prompt_length:]
-            end = framing.end_of_turn
-        else:
-            framing = framing_for(model_config, tokenizer)
-            sources, _ = encode_sources(tokenizer, framing, [example.dialogue], cfg.model.max_source_length)
-            labels, _ = encode_labels(tokenizer, framing, [example.summaries[0]], cfg.model.max_target_length)
-            source, label, end = sources[0], labels[0], tokenizer.eos_token_id
+        row = framing.encode_examples([example.dialogue], [example.summaries[0]],
+                                      cfg.model.max_source_length, cfg.model.max_target_length).rows[0]
+        source, label = framing.parts(row)
     except UserError as exc:
         return Check("tokenizer", FAIL, str(exc))
 
@@ -211,16 +221,16 @@ def check_tokenizer(cfg: Config) -> Check:
         return f"ids [{' '.join(numbers)}] pieces [{' '.join(pieces)}] ({len(ids)} ids)"
 
     detail = (
-        f"{type(tokenizer).__name__}, {len(tokenizer)} tokens; {framing.describe(tokenizer)}\n"
-        f"{example.fname} {'prompt' if decoder_only else 'dialogue'}: {shown(source, 12, 3)}\n"
+        f"{type(tokenizer).__name__}, {len(tokenizer)} tokens; {framing.describe()}\n"
+        f"{example.fname} {framing.source_name}: {shown(source, 12, 3)}\n"
         f"{example.fname} summary: {shown(label, 16, 3)}"
     )
-    split = [] if decoder_only else split_data_tokens(tokenizer, specials)
+    split = split_data_tokens(tokenizer, specials) if framing.data_tokens else []
     if split:
         return Check("tokenizer", FAIL, f"{detail}\n#…# tokens split into pieces: {', '.join(split)}")
-    if not label or label[-1] != end:
-        name = tokenizer.convert_ids_to_tokens(end) if end is not None else tokenizer.eos_token
-        return Check("tokenizer", FAIL, f"{detail}\nlabels do not end in {'end-of-turn' if decoder_only else 'eos'} ({name}): "
+    if not label or label[-1] != framing.label_end:
+        name = tokenizer.convert_ids_to_tokens(framing.label_end)
+        return Check("tokenizer", FAIL, f"{detail}\nlabels do not end in {name}: "
                                         "the model would never learn to stop")
     return Check("tokenizer", OK, detail)
 
@@ -255,13 +265,17 @@ def check_llm(cfg: Config) -> list[Check]:
 
     import torch
 
+    from dsum.model.quantization import bitsandbytes_description
+
     rows = []
     quantization = cfg.lora.quantization if cfg.lora is not None else "none"
-    bnb = importlib.util.find_spec("bitsandbytes") is not None
+    asked = quantization != "none" or cfg.training.optimizer == "paged_adamw_8bit"  # import bitsandbytes only then
+    bnb = bitsandbytes_description() if asked and importlib.util.find_spec("bitsandbytes") is not None else None
     found = quantization_check(quantization, cfg.training.optimizer, torch.cuda.is_available(), bnb)
     if found is not None:
         rows.append(Check("quantization", *found))
     from dsum.model.loading import load_model_config, with_model_defaults
+    from dsum.data.korean import data_is_korean
     from dsum.model.tokenization import is_decoder_only
 
     try:
@@ -281,7 +295,8 @@ def check_llm(cfg: Config) -> list[Check]:
         rows.append(Check("GPU memory", *memory_check(estimate, gpu_memory())))
     if decoder_only:
         tokens = with_model_defaults(cfg, model_config).generation.max_new_tokens
-        if tokens < MIN_DECODER_ONLY_NEW_TOKENS:
+        # The advice is for Korean data (data.language, or detected from the dev dialogues).
+        if tokens < MIN_DECODER_ONLY_NEW_TOKENS and data_is_korean(cfg.data):
             rows.append(Check("max_new_tokens", WARN, (
                 f"generation.max_new_tokens={tokens} for a decoder-only model: Korean takes about a token a syllable "
                 f"and the SOLAR team's 96 cut 19% of the summaries; set it to {MIN_DECODER_ONLY_NEW_TOKENS} or more "
@@ -291,8 +306,13 @@ def check_llm(cfg: Config) -> list[Check]:
     return rows
 
 
-def quantization_check(quantization: str, optimizer: str, cuda: bool, bitsandbytes: bool) -> tuple[str, str] | None:
-    """(level, detail) for the settings that need bitsandbytes and a CUDA GPU; None when nothing needs them."""
+def quantization_check(quantization: str, optimizer: str, cuda: bool, bitsandbytes: str | None) -> tuple[str, str] | None:
+    """(level, detail) for the settings that need bitsandbytes; None when nothing needs them.
+
+    4bit/8bit run wherever bitsandbytes runs (CUDA, or the CPU: slowly); paged optimizers need CUDA too.
+    `bitsandbytes`: what dsum.model.quantization.bitsandbytes_description says (version, backend), None when it
+    is not installed.
+    """
     needs = [f"lora.quantization={quantization}"] if quantization in ("4bit", "8bit") else []
     if optimizer == "paged_adamw_8bit":
         needs.append("training.optimizer=paged_adamw_8bit")
@@ -300,35 +320,39 @@ def quantization_check(quantization: str, optimizer: str, cuda: bool, bitsandbyt
         return None
     what = " and ".join(needs)
     fixes = []
-    if not cuda:
-        off = " and ".join(
-            (["lora.quantization: none"] if quantization != "none" else []) +
-            (["training.optimizer: adamw_torch"] if optimizer == "paged_adamw_8bit" else []))
-        fixes.append(f"no CUDA GPU is visible: run on a CUDA GPU or set {off}")
     if not bitsandbytes:
         fixes.append("bitsandbytes is not installed: install bitsandbytes: uv sync")
+    if optimizer == "paged_adamw_8bit" and not cuda:
+        fixes.append("paged optimizers need a CUDA GPU and none is visible: set training.optimizer: adamw_torch")
     if fixes:
-        return FAIL, f"{what} needs a CUDA GPU and the bitsandbytes package; {'; '.join(fixes)}"
-    return OK, f"{what}: bitsandbytes installed, CUDA GPU visible"
+        return FAIL, f"{what}: {'; '.join(fixes)}"
+    where = "CUDA GPU visible" if cuda else "no CUDA GPU: quantized layers run on the CPU (slow; fine for small models)"
+    return OK, f"{what}: {bitsandbytes}; {where}"
 
 
 def training_estimate(cfg: Config, model_config):
     """dsum.model.memory's estimate of the config's training step (the optimizer as a CUDA run resolves auto)."""
-    import importlib.util
-
     from dsum.model.memory import estimate_training_memory
     from dsum.model.tokenization import is_decoder_only
+    from dsum.verbs.train import optimizer_name
 
     m, t = cfg.model, cfg.training
     decoder_only = is_decoder_only(model_config)
-    # auto → paged 8-bit AdamW for LoRA where bitsandbytes is there (dsum.verbs.train.optimizer_name, on a CUDA GPU).
-    paged = t.optimizer == "paged_adamw_8bit" or (
-        t.optimizer == "auto" and cfg.lora is not None and importlib.util.find_spec("bitsandbytes") is not None)
+    paged = optimizer_name(cfg, cuda=True) == "paged_adamw_8bit"  # the optimizer a CUDA run of this config uses
     return estimate_training_memory(
         model_config, cfg.lora, cfg.lora.quantization if cfg.lora is not None else "none", t.batch_size,
         m.max_source_length + m.max_target_length if decoder_only else m.max_source_length,
         t.gradient_checkpointing, paged, t.precision, target_len=None if decoder_only else m.max_target_length,
+        label_tokens=label_positions(cfg) if decoder_only else None,
     )
+
+
+def label_positions(cfg: Config) -> int:
+    """Logit positions of a decoder-only training row (dsum.model.label_loss: the output layer runs at label positions
+    only): the summary (max_target_length), or with training.packing up to half the row (several examples, each
+    summary shorter than its dialogue)."""
+    m = cfg.model
+    return (m.max_source_length + m.max_target_length) // 2 if cfg.training.packing else m.max_target_length
 
 
 def gpu_memory() -> int | None:
@@ -365,36 +389,22 @@ def memory_check(estimate, gpu_bytes: int | None) -> tuple[str, str]:
 
 def check_tracking(cfg: Config) -> Check:
     """Where the tracker will write; for W&B the mode the run will get (the tracker's own rule)."""
+    from dsum.runs.tracking import mlflow_uri, wandb_key_source, wandb_mode
+
     t = cfg.tracking
     if t.backend == "none":
         return Check("tracking", OK, "tracking off (tracking.backend=none)")
     if t.backend == "mlflow":
-        uri = t.uri or f"sqlite:///{Path(cfg.general.output_dir).resolve() / 'mlflow.db'}"
-        return Check("tracking", OK, f"MLflow, experiment {t.project}, store {uri}")
+        return Check("tracking", OK, f"MLflow, experiment {t.project}, store {mlflow_uri(cfg)}")
     if t.backend == "tensorboard":
         return Check("tracking", OK, "TensorBoard event files in <run>/tensorboard")
-    from dsum.runs.tracking import wandb_logged_in, wandb_mode
-
-    mode, login = wandb_mode(t), wandb_login_source()
+    mode, login = wandb_mode(t), wandb_key_source()
     if mode == "disabled":
         return Check("tracking", WARN, "W&B disabled (tracking.mode or WANDB_MODE): nothing will be logged")
     if mode == "offline":
-        why = "no API key (WANDB_API_KEY, .env or wandb login)" if not wandb_logged_in() else "offline mode set"
+        why = "no API key (WANDB_API_KEY, .env or wandb login)" if login is None else "offline mode set"
         return Check("tracking", WARN, f"W&B offline: {why}; run wandb sync later")
     return Check("tracking", OK, f"W&B online, project {t.project}, key from {login or 'unknown'}")
-
-
-def wandb_login_source() -> str | None:
-    """Where the W&B key comes from, to show (never the key itself)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return "WANDB_API_KEY"
-    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        if path.is_file() and netrc.netrc(path).authenticators("api.wandb.ai"):
-            return str(path)
-    except (OSError, netrc.NetrcParseError):
-        pass
-    return None
 
 
 def check_disk(cfg: Config) -> Check:
@@ -426,7 +436,9 @@ def parameter_count(model: ModelConfig, lora: LoraConfig | None = None) -> tuple
 
         model_config = load_model_config(model)
     else:
-        folder = Path(model.name)
+        from dsum.model.gguf import is_gguf, local_model
+
+        folder = Path(local_model(model.name) if is_gguf(model.name) and Path(model.name).is_file() else model.name)
         config = folder / "config.json" if (folder / "config.json").is_file() else cached_config(model.name)
         if config is None:
             return KOBART_PARAMS, "model config not at hand: assumed KoBART size"

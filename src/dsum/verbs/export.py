@@ -11,15 +11,15 @@ from pathlib import Path
 
 from dsum.util.atomic import new_folder
 from dsum.util.errors import UserError
-from dsum.model.loading import ADAPTER_CONFIG, load_pretrained
+from dsum.model.loading import is_adapter, load_pretrained
 
 
 def export_checkpoint(checkpoint: Path, out: Path, merge: bool = False) -> Path:
     """Write `checkpoint` (a model folder or run directory) to the new folder `out` as a full model."""
-    from dsum.verbs.predict import checkpoint_folder
+    from dsum.model.loading import checkpoint_folder
 
     folder = checkpoint_folder(checkpoint)
-    adapter = (folder / ADAPTER_CONFIG).is_file()
+    adapter = is_adapter(folder)
     if adapter and not merge:
         raise UserError(f"{folder} holds LoRA adapters, not a full model: add --merge to write base + adapters as one model")
     model, tokenizer = load_pretrained(folder)

@@ -25,6 +25,7 @@ split or config differs from the one recorded in folds.json is refused (pick ano
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -35,9 +36,11 @@ import pandas as pd
 
 from dsum.util.atomic import atomic_write_text, write_json
 from dsum.config import Config
-from dsum.data.files import read_examples, read_predictions, read_table, reference_map
+from dsum.data.files import read_examples, read_predictions, read_table, reference_map, topic_column
 from dsum.util.errors import UserError
 from dsum.metric.rouge import score_texts
+
+log = logging.getLogger(__name__)
 
 OTHER = "other"
 
@@ -57,12 +60,23 @@ def strata(topics: Sequence[str | None], k: int) -> list[str]:
     return labels
 
 
+def check_fold_flags(k: int | None, include_dev: bool = False, resume: bool | str | Path = False) -> None:
+    """train's fold flags (--folds K, --folds-include-dev, --resume), refused before anything is read or imported."""
+    if k is None:
+        if include_dev:
+            raise UserError("--folds-include-dev needs --folds K, e.g. dsum train -c CONFIG --folds 5 --folds-include-dev")
+        return
+    if k < 2:
+        raise UserError(f"--folds {k}: need at least 2 folds; use dsum train without --folds for one run")
+    if resume:
+        raise UserError("--resume does not go with --folds: rerun the same --folds command, it trains only the folds that did not finish")
+
+
 def assign_folds(topics: Sequence[str | None], k: int, seed: int) -> list[int]:
     """The fold (0..k-1) of each row: stratified by topic, shuffled with `seed`, deterministic."""
     from sklearn.model_selection import StratifiedKFold
 
-    if k < 2:
-        raise UserError(f"--folds {k}: need at least 2 folds; use dsum train without --folds for one run")
+    check_fold_flags(k)
     if len(topics) < k:
         raise UserError(f"--folds {k}: only {len(topics)} rows to split; use fewer folds or more data")
     labels = strata(topics, k)
@@ -95,7 +109,7 @@ def parent_dir(cfg: Config) -> Path:
 def plan_folds(cfg: Config, k: int, include_dev: bool) -> tuple[Path, dict, pd.DataFrame]:
     """(parent, plan, pool): the split, written once; a rerun must find the same one in folds.json."""
     pool = read_pool(cfg, include_dev)
-    topic_col = next((c for c in ("topic", "topic1") if c in pool.columns), None)
+    topic_col = topic_column(pool.columns)
     topics = [t or None for t in pool[topic_col]] if topic_col else [None] * len(pool)
     fold_of = assign_folds(topics, k, cfg.general.seed)
     parent = parent_dir(cfg)
@@ -109,7 +123,7 @@ def plan_folds(cfg: Config, k: int, include_dev: bool) -> tuple[Path, dict, pd.D
     }
     old = read_plan(parent)
     if old:
-        from dsum.runs.read import MISSING, config_diff
+        from dsum.config.diff import MISSING, config_diff
 
         changed = [key for key in ("k", "include_dev", "seed", "folds") if old.get(key) != plan[key]]
         # Keys one side lacks (a newer dsum added them) and ensemble/tracking settings do not change the folds.
@@ -136,9 +150,9 @@ def plan_folds(cfg: Config, k: int, include_dev: bool) -> tuple[Path, dict, pd.D
 
 
 def read_plan(parent: Path) -> dict:
-    from dsum.runs.read import _read_json
+    from dsum.runs.read import read_json
 
-    return _read_json(parent / "folds.json")
+    return read_json(parent / "folds.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +206,7 @@ def out_of_fold(cfg: Config, parent: Path, k: int, pool: pd.DataFrame) -> dict:
     """The board score over every held-out row, each predicted by the fold model that never saw it."""
     frames = []
     for fold in range(1, k + 1):
-        frame = pd.read_csv(parent / f"fold-{fold}" / "dev_predictions.csv", dtype=str, keep_default_na=False)
+        frame = read_table(parent / f"fold-{fold}" / "dev_predictions.csv")
         frames.append(frame.assign(fold=fold))
     oof = pd.concat(frames, ignore_index=True)
     examples = [ex for fold in range(1, k + 1) for ex in read_examples(parent / "data" / f"fold-{fold}" / "dev.csv", require_summary=True)]
@@ -221,7 +235,7 @@ def out_of_fold(cfg: Config, parent: Path, k: int, pool: pd.DataFrame) -> dict:
 def ensemble_submission(cfg: Config, run_dirs: list[Path], out: Path) -> Path:
     """The test submission of the fold models, combined by cfg.ensemble.method, written checked.
 
-    mbr: per row, the fold submissions' consensus (dsum.verbs.ensemble.mbr). logits: one beam search over the
+    mbr: per row, the fold submissions' consensus (dsum.metric.mbr). logits: one beam search over the
     fold models' averaged log-probabilities. average: one model of the fold models' mean weights
     (<parent>/checkpoint-average), then predict. logits and average need the folds to share one tokenizer
     (a hub model's, as KoBART's); a tiny model trains its tokenizer on each fold's rows, so they refuse it.
@@ -230,13 +244,8 @@ def ensemble_submission(cfg: Config, run_dirs: list[Path], out: Path) -> Path:
 
     method = cfg.ensemble.method
     if method == "mbr":
-        try:
-            from dsum.verbs.ensemble import Source, mbr
-        except ImportError:
-            raise UserError(
-                "ensemble.method=mbr is not available in this dsum (dsum.verbs.ensemble.mbr is missing); "
-                "use a fold run's own submission.csv meanwhile"
-            ) from None
+        from dsum.metric.mbr import Source, mbr
+
         sources = [Source(d.name, read_predictions(d / "submission.csv")) for d in run_dirs]
         predictions = mbr(sources, analyser=cfg.metric.tokenizer).summaries
         return write_checked_submission(out, predictions, cfg.data.test, cfg.data.sample_submission)
@@ -244,10 +253,8 @@ def ensemble_submission(cfg: Config, run_dirs: list[Path], out: Path) -> Path:
 
     checkpoints = [d / "checkpoint-best" for d in run_dirs]
     if method == "average":
-        try:
-            from dsum.verbs.average import average_checkpoints
-        except ImportError:
-            raise UserError("ensemble.method=average is not available in this dsum (dsum.verbs.average is missing); set ensemble.method=mbr") from None
+        from dsum.verbs.average import average_checkpoints
+
         averaged = average_checkpoints(checkpoints, out.parent / "checkpoint-average")
         return Path(predict(cfg, averaged, "test", out)["path"])
     # logits: one beam search over the fold models' mean log-probabilities (dsum.model.generate.LogitEnsemble).
@@ -260,34 +267,24 @@ def ensemble_submission(cfg: Config, run_dirs: list[Path], out: Path) -> Path:
 
 def train_folds(cfg: Config, k: int, include_dev: bool = False) -> Path:
     """Train K fold runs (only the unfinished ones on a rerun); OOF score; fold-ensemble submission. Returns the parent."""
+    from dsum.verbs.predict import check_split_inputs
+
+    check_fold_flags(k, include_dev)
+    check_split_inputs(cfg, "test")  # the fold ensemble's submission needs them: refused before K trainings, not after
     parent, plan, pool = plan_folds(cfg, k, include_dev)
     run_dirs = []
     for fold in range(1, k + 1):
-        print(f"fold {fold}/{k}: {len(plan['folds'][fold - 1])} held-out rows")
+        log.info(f"fold {fold}/{k}: {len(plan['folds'][fold - 1])} held-out rows")
         run_dir, what = train_fold(cfg, parent, fold)
         if what == "skipped":
-            print(f"fold {fold}/{k}: finished before, skipped ({run_dir})")
+            log.info(f"fold {fold}/{k}: finished before, skipped ({run_dir})")
         run_dirs.append(run_dir)
     oof = out_of_fold(cfg, parent, k, pool)
     submission = ensemble_submission(cfg, run_dirs, parent / "submission.csv")
     write_json(parent / "folds.json", {**plan, "oof": oof, "ensemble": cfg.ensemble.method, "submission": str(submission)})
-    print_summary(oof, submission)
-    return parent
-
-
-def print_summary(oof: dict, submission: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="K-fold dev scores (each fold's held-out rows)")
-    for column in ("fold", "rows", "score", "R1", "R2", "RL"):
-        table.add_column(column, justify="right")
-    for f in oof["folds"]:
-        table.add_row(str(f["fold"]), str(f["rows"]), f"{f['score']:.2f}", f"{f['rouge1']:.4f}", f"{f['rouge2']:.4f}", f"{f['rougeL']:.4f}")
-    table.add_row("OOF", str(oof["rows"]), f"{oof['score']:.2f}", f"{oof['rouge1']:.4f}", f"{oof['rouge2']:.4f}", f"{oof['rougeL']:.4f}")
-    Console().print(table)
-    print(
+    log.info(
         f"out-of-fold board score {oof['score']:.2f} over {oof['rows']} rows; "
         f"folds {oof['fold_min']:.2f}-{oof['fold_max']:.2f}, std {oof['fold_std']:.2f}"
     )
-    print(f"submission (fold ensemble, checked): {submission}")
+    log.info(f"submission (fold ensemble, checked): {submission}")
+    return parent

@@ -1,41 +1,54 @@
-"""Summaries for a split with the config's generation settings; submissions and dev scores."""
+"""One predict path: a split's summaries with the config's generation settings, and the split's one file.
+
+    check_split_inputs (before any model loads) → load_checkpoint → predict_split → summarize
+
+predict_split is what train's end, `dsum predict`, K-fold and tune's decode mode call: dev → a dev
+predictions file (fname, dialogue, prediction, reference(s), per-row scores; a dev file is not a
+submission, so it needs no sample submission) and the board score; test → a checked submission.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 from dsum.config import Config
 from dsum.data.files import Example, read_examples, reference_map
 from dsum.util.errors import UserError
-from dsum.model.generate import GenerationStats, generate_summaries
-from dsum.data.korean import foreign_script_ids, mostly_not_hangul
+from dsum.data.korean import foreign_script_ids, is_korean_data, mostly_not_hangul
+from dsum.model.degenerate import report_empty
 from dsum.metric.rouge import score_texts
-from dsum.model.loading import check_quantization, with_model_defaults
-from dsum.model.precision import resolve_precision
-from dsum.data.submission import write_checked_submission, write_dev_predictions
+from dsum.model.loading import check_quantization, checkpoint_folder, load_for_inference, with_model_defaults
+from dsum.data.files import write_dev_predictions
+from dsum.data.submission import submission_layout, write_checked_submission
 from dsum.data.text import normalizer_from_config, special_tokens_for
 from dsum.model.tokenization import is_decoder_only
 
+log = logging.getLogger(__name__)
+
 
 def split_path(cfg: Config, split: str) -> Path:
-    if split not in ("dev", "test"):
-        raise UserError(f"--split must be dev or test, not {split!r}")
-    return cfg.data.dev if split == "dev" else cfg.data.test
+    from dsum.data.files import split_file
+
+    return split_file(cfg.data, split)
 
 
 def summarize(
     cfg: Config, model, tokenizer, examples: list[Example], normalizer, progress: bool = True, candidates: int = 1,
     sample: bool = False, report: Path | None = None,
-) -> dict:
-    """fname → summary with the config's generation settings, at the precision training used.
+) -> dict[str, list[str]]:
+    """fname → its summaries (always a list), with the config's generation settings, at the precision training used.
 
-    candidates=K > 1: fname → the K best beams, best first (the first is the summary of candidates=1).
+    candidates=K: the K best beams, best first (one: the summary; the first of K is that same summary).
     sample: K summaries drawn instead (dsum.model.generate.SAMPLING), seeded with general.seed.
     generation.korean_only (decoder-only): rows answered mostly not in Hangul are generated again with
     other scripts banned. report: print how many summaries were cut at max_new_tokens and how many are
     mostly not Hangul, listed in this CSV (fname, summary).
     """
+    from dsum.model.generate import GenerationStats, generate_summaries  # torch: imported once a model is at hand
+    from dsum.model.precision import resolve_precision
+
     dialogues = [normalizer(ex.dialogue) if normalizer else ex.dialogue for ex in examples]
     precision = resolve_precision(cfg.training.precision, model.config.model_type, training=False)
     gen = cfg.generation
@@ -51,11 +64,15 @@ def summarize(
     )
     texts = run(dialogues=dialogues, num_return_sequences=candidates, sampling=sample, stats=stats)
     single = candidates == 1 and not sample
+    korean = is_korean_data(cfg.data.language, dialogues)  # the Hangul checks are for Korean data only
     if single and gen.korean_only and is_decoder_only(model.config):
-        texts = regenerate_in_korean(run, tokenizer, dialogues, texts)
+        texts = regenerate_in_korean(run, tokenizer, dialogues, texts) if korean else texts
+        if not korean:
+            log.warning(f"generation.korean_only is ignored: the data is not Korean (data.language={cfg.data.language})")
     if single and report is not None:
-        report_outputs(report, [ex.fname for ex in examples], texts, stats.cut, gen.max_new_tokens)
-    return {ex.fname: text for ex, text in zip(examples, texts)}
+        report_outputs(report, [ex.fname for ex in examples], texts, stats.cut, gen.max_new_tokens, korean)
+        report_empty([ex.fname for ex in examples], stats.regenerated, stats.still_empty, gen.max_new_tokens)
+    return {ex.fname: [text] if candidates == 1 else list(text) for ex, text in zip(examples, texts)}
 
 
 def regenerate_in_korean(run, tokenizer, dialogues: list[str], texts: list[str]) -> list[str]:
@@ -65,23 +82,26 @@ def regenerate_in_korean(run, tokenizer, dialogues: list[str], texts: list[str])
         return texts
     banned = foreign_script_ids(tokenizer, special_tokens_for(dialogues))
     again = run(dialogues=[dialogues[i] for i in rows], suppress_tokens=banned)
-    print(f"generation.korean_only: {len(rows)} summaries mostly not in Hangul were generated again with other scripts banned")
+    log.info(f"generation.korean_only: {len(rows)} summaries mostly not in Hangul were generated again with other scripts banned")
     texts = list(texts)
     for i, text in zip(rows, again):
         texts[i] = text
     return texts
 
 
-def report_outputs(path: Path, fnames: list[str], texts: list[str], cut: list[int], max_new_tokens: int) -> None:
-    """One line on the summaries' health; the mostly-not-Hangul ones listed in `path` (removed when there are none)."""
+def report_outputs(
+    path: Path, fnames: list[str], texts: list[str], cut: list[int], max_new_tokens: int, korean: bool = True
+) -> None:
+    """One line on the summaries' health; on Korean data the mostly-not-Hangul ones listed in `path` (removed
+    when there are none, and for data in another language)."""
     import pandas as pd
 
     from dsum.util.atomic import atomic_write_text
 
-    foreign = [(fname, text) for fname, text in zip(fnames, texts) if mostly_not_hangul(text)]
-    print(
+    foreign = [(fname, text) for fname, text in zip(fnames, texts) if korean and mostly_not_hangul(text)]
+    log.info(
         f"{len(cut)} of {len(texts)} summaries hit max_new_tokens={max_new_tokens} (cut; raise generation.max_new_tokens "
-        f"if many are); {len(foreign)} mostly not in Hangul" + (f", listed in {path}" if foreign else "")
+        f"if many are)" + (f"; {len(foreign)} mostly not in Hangul" if korean else "") + (f", listed in {path}" if foreign else "")
     )
     if foreign:
         atomic_write_text(path, pd.DataFrame(foreign, columns=["fname", "summary"]).to_csv(index=False, lineterminator="\n"))
@@ -115,95 +135,80 @@ def write_candidates(path: Path, beams: dict[str, list[str]], samples: dict[str,
     return path
 
 
-def checkpoint_folder(path: Path) -> Path:
-    """A model folder, or a run directory's checkpoint-best."""
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"checkpoint folder not found: {path} (point --checkpoint at a run directory or runs/<name>/checkpoint-best)")
-    if not is_model_folder(path) and is_model_folder(path / "checkpoint-best"):
-        return path / "checkpoint-best"
-    return path
-
-
-def is_model_folder(path: Path) -> bool:
-    """A full model (config.json) or a LoRA adapter (adapter_config.json)."""
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
-
-
-def quantization(cfg: Config) -> str:
-    """How a LoRA checkpoint's base is loaded: as training loaded it (lora.quantization)."""
-    return cfg.lora.quantization if cfg.lora is not None else "none"
-
-
-def load_for_inference(checkpoint: Path | list[Path], quantization: str = "none"):
-    """(model, tokenizer) of a checkpoint folder (or run directory), on the GPU when there is one.
-
-    Several checkpoints: a LogitEnsemble of them (dsum.model.generate) and their shared tokenizer.
-    A LoRA checkpoint loads its base (quantized as lora.quantization says) with the adapter on top.
-    """
-    import torch
-
-    from dsum.model.loading import load_ensemble, load_pretrained
-
-    folders = [checkpoint_folder(path) for path in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
-    model, tokenizer = load_pretrained(folders[0], quantization) if len(folders) == 1 else load_ensemble(folders)
-    if torch.cuda.is_available() and quantization == "none":
-        model = model.cuda()  # a quantized model is placed on the GPU as it loads
-    return model, tokenizer
-
-
 def non_korean_file(out: Path) -> Path:
     """Where the summaries mostly not in Hangul are listed: beside the predictions file."""
     return Path(out).with_name(f"{Path(out).stem}_non_korean.csv")
 
 
-def predict_split(cfg: Config, model, tokenizer, split: str, out: Path, normalizer) -> dict:
-    """Generate for dev (scored; per-row file) or test (checked submission)."""
+def check_split_inputs(cfg: Config, split: str) -> list[Example]:
+    """The split's rows, and for test the sample submission's layout: refused before any model loads.
+
+    dev needs references and no sample submission (its file is not a submission); test needs the sample
+    when data.sample_submission names one (None: the official layout).
+    """
     examples = read_examples(split_path(cfg, split), require_summary=split == "dev")
-    predictions = summarize(cfg, model, tokenizer, examples, normalizer, report=non_korean_file(out))
     if split == "test":
-        return {"path": str(write_checked_submission(out, predictions, cfg.data.test, cfg.data.sample_submission))}
-    score = score_texts(predictions, reference_map(examples), analyser=cfg.metric.tokenizer)
-    write_dev_predictions(out, examples, predictions, score)
-    return {"path": str(out), **score.to_dict()}
+        submission_layout(cfg.data.sample_submission)
+    return examples
+
+
+def load_checkpoint(cfg: Config, checkpoints: list[Path]):
+    """(cfg with the model's defaults, model, tokenizer) of checkpoint folders; several: a logit ensemble."""
+    check_quantization(cfg.lora)
+    model, tokenizer = load_for_inference(checkpoints, cfg.lora.quantization if cfg.lora is not None else "none")
+    return with_model_defaults(cfg, model.config), model, tokenizer
+
+
+def predict_split(
+    cfg: Config, model, tokenizer, split: str, out: Path | None, normalizer, examples: list[Example] | None = None,
+    candidates: int | None = None, samples: int | None = None, progress: bool = True,
+) -> dict:
+    """Generate for a split and write its one file at `out`; returns {"path", on dev "score", "rouge1", ...}.
+
+    dev: the dev predictions file (write_dev_predictions) and the board score; test: a checked submission.
+    out=None writes nothing (tune's trials). `examples`: check_split_inputs' rows (read here when None).
+    candidates=K / samples=S: also `<out stem>_candidates.csv` (write_candidates), for `dsum ensemble mbr`;
+    the split's file holds the best beam, as without K.
+    """
+    examples = check_split_inputs(cfg, split) if examples is None else examples
+    k = candidates or 1
+    report = non_korean_file(out) if out is not None and k == 1 else None
+    beams = summarize(cfg, model, tokenizer, examples, normalizer, progress, candidates=k, report=report)
+    predictions = {fname: texts[0] for fname, texts in beams.items()}
+    result: dict = {"path": str(out) if out is not None else None}
+    if split == "dev":
+        score = score_texts(predictions, reference_map(examples), analyser=cfg.metric.tokenizer)
+        if out is not None:
+            write_dev_predictions(out, examples, predictions, score)
+        result.update(score.to_dict())
+    elif out is not None:
+        write_checked_submission(out, predictions, [ex.fname for ex in examples], cfg.data.sample_submission)
+    if out is not None and (candidates is not None or samples is not None):
+        drawn = summarize(cfg, model, tokenizer, examples, normalizer, progress, candidates=samples, sample=True) if samples else None
+        result["candidates"] = str(write_candidates(Path(out).with_name(f"{Path(out).stem}_candidates.csv"), beams, drawn))
+    return result
+
+
+DEFAULT_OUT = {"dev": "dev_predict.csv", "test": "test_submission.csv"}  # beside the (first) checkpoint
 
 
 def predict(
     cfg: Config, checkpoint: Path | list[Path], split: str, out: Path | None, candidates: int | None = None,
     samples: int | None = None,
 ) -> dict:
-    """`dsum predict`: a submission-layout file for the split; on dev also the board score.
+    """`dsum predict`: the split's file (predict_split) at `out`, default DEFAULT_OUT beside the checkpoint.
 
-    candidates=K: also the K best beams per row in `<out stem>_candidates.csv` beside the submission
-    (write_candidates), for `dsum ensemble mbr`; the submission holds the best beam, as without K.
-    samples=S: S sampled summaries per row too (after the beams; seeded with general.seed).
+    Every input (split, flags, checkpoint folders, the split's file, the sample for test) is checked
+    before the model loads. Several checkpoints: one beam search over their mean log-probabilities.
     """
-    ids_file = split_path(cfg, split)
+    examples = check_split_inputs(cfg, split)
     if candidates is not None:
         check_candidates(candidates, cfg.generation.num_beams)
     if samples is not None and samples < 1:
         raise UserError(f"--samples {samples}: give the number of summaries to draw per row, 1 or more")
-    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]  # several: a logit ensemble
-    checkpoint = checkpoint_folder(checkpoints[0])
-    check_quantization(cfg.lora)
-    model, tokenizer = load_for_inference(checkpoints if len(checkpoints) > 1 else checkpoint, quantization(cfg))
-    cfg = with_model_defaults(cfg, model.config)
-    examples = read_examples(ids_file, require_summary=split == "dev")
-    out = out or Path(checkpoint).parent / f"{split}_submission.csv"
-    beams = summarize(
-        cfg, model, tokenizer, examples, normalizer_from_config(cfg.data), candidates=candidates or 1,
-        report=non_korean_file(out) if not candidates or candidates == 1 else None,
-    )
-    predictions = {fname: texts[0] for fname, texts in beams.items()} if candidates and candidates > 1 else beams
-    write_checked_submission(out, predictions, ids_file, cfg.data.sample_submission)
-    result: dict = {"path": str(out)}
-    if candidates is not None or samples is not None:
-        listed = beams if candidates and candidates > 1 else {fname: [text] for fname, text in beams.items()}
-        drawn = None
-        if samples is not None:
-            drawn = summarize(cfg, model, tokenizer, examples, normalizer_from_config(cfg.data), candidates=samples, sample=True)
-            drawn = {fname: texts if samples > 1 else [texts] for fname, texts in drawn.items()}
-        result["candidates"] = str(write_candidates(Path(out).with_name(f"{Path(out).stem}_candidates.csv"), listed, drawn))
-    if split == "dev":
-        result.update(score_texts(predictions, reference_map(examples), analyser=cfg.metric.tokenizer).to_dict())
-    return result
+    folders = [checkpoint_folder(path) for path in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
+    out = Path(out) if out is not None else folders[0].parent / DEFAULT_OUT[split]
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; name the output file, e.g. --out {out / DEFAULT_OUT[split]}")
+    cfg, model, tokenizer = load_checkpoint(cfg, folders)
+    return predict_split(cfg, model, tokenizer, split, out, normalizer_from_config(cfg.data), examples, candidates, samples)

@@ -12,6 +12,7 @@ the kept checkpoint is the best by the board's ROUGE on dev, computed by the sam
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -41,17 +42,11 @@ from dsum.model.loading import (
 from dsum.model.precision import resolve_precision
 from dsum.runs.directory import claim_run_dir, mark_status, write_run_files
 from dsum.data.text import Normalizer, normalizer_from_config, special_tokens_for
-from dsum.model.tokenization import (
-    Features,
-    chat_framing,
-    encode_prompt,
-    encode_sources,
-    framing_for,
-    is_decoder_only,
-    tokenize_chat_examples,
-    tokenize_examples,
-)
+from dsum.model.checks import check_settings
+from dsum.model.tokenization import Features, framing_for, is_decoder_only
 from dsum.runs.tracking import Tracker, start_tracker
+
+log = logging.getLogger(__name__)
 
 # The board score runs 0-100; early_stopping_threshold is given on ROUGE's 0-1 scale, as the
 # organiser's baseline gives it (0.001 there = 0.1 board points here).
@@ -91,12 +86,19 @@ def load_data(cfg: Config) -> TrainData:
     return TrainData(train_examples, dev_examples, train_sources, train_targets, dev_sources, normalizer, specials)
 
 
-def make_collator(tokenizer, model):
-    """Pads each batch to its own longest example; padded label positions are -100 (ignored by the loss)."""
+def make_collator(tokenizer, model, packing: bool = False):
+    """Pads each batch to its own longest example; padded label positions are -100 (ignored by the loss).
+    packing: batches of packed rows (dsum.model.packing: positions restart per example, no attention mask)."""
     from transformers import DataCollatorForSeq2Seq
 
     # Multiples of 8 use tensor cores on GPUs; on CPU they only add padding.
     multiple = 8 if torch.cuda.is_available() else None
+    if packing:
+        from dsum.model.packing import PackedCollator, packing_problem
+
+        if problem := packing_problem(model):
+            raise UserError(problem)
+        return PackedCollator(tokenizer.pad_token_id, multiple)
     if is_decoder_only(model.config):
         return RightPaddingCollator(tokenizer, multiple)
     return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=multiple)
@@ -223,19 +225,31 @@ class DevEvaluation:
 
 
 class DsumTrainer(Trainer):
-    """The Trainer with dsum's evaluation (generation + the board's score) and optional R-Drop loss."""
+    """The Trainer with dsum's evaluation (generation + the board's score), optional R-Drop loss, and for
+    decoder-only models the loss with the output layer run on label positions only (dsum.model.label_loss)."""
 
-    def __init__(self, *args, dev_evaluation: DevEvaluation, rdrop_alpha: float = 0.0, label_smoothing: float = 0.0, **kwargs):
+    def __init__(self, *args, dev_evaluation: DevEvaluation, rdrop_alpha: float = 0.0, label_smoothing: float = 0.0,
+                 label_only_loss: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.dev_evaluation = dev_evaluation
         self.rdrop_alpha = rdrop_alpha
         self.rdrop_label_smoothing = label_smoothing
+        self.label_only_loss = label_only_loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.rdrop_alpha > 0 and model.training:
             if not self.model_accepts_loss_kwargs:
                 num_items_in_batch = None  # the Trainer divides by the accumulation steps itself
             loss = rdrop_loss(model, inputs, self.rdrop_alpha, self.rdrop_label_smoothing, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does: DDP averages gradients
+            return loss
+        if self.label_only_loss and not return_outputs and "labels" in inputs:
+            from dsum.model.label_loss import label_only_loss
+
+            if not self.model_accepts_loss_kwargs:
+                num_items_in_batch = None  # the Trainer divides by the accumulation steps itself
+            loss = label_only_loss(model, inputs, num_items_in_batch, self.rdrop_label_smoothing)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does: DDP averages gradients
             return loss
@@ -279,13 +293,17 @@ def early_stopping(cfg: Config):
     return EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold * SCORE_SCALE)
 
 
-def optimizer_name(cfg: Config) -> str:
-    """auto: paged 8-bit AdamW (bitsandbytes) for LoRA on CUDA, where optimizer states matter; else AdamW."""
+def optimizer_name(cfg: Config, cuda: bool | None = None) -> str:
+    """auto: paged 8-bit AdamW (bitsandbytes) for LoRA on CUDA, where optimizer states matter; else AdamW.
+
+    `cuda`: whether the run has a CUDA GPU (default: this machine); `dsum doctor` asks for a CUDA run.
+    """
     import importlib.util
 
     if cfg.training.optimizer != "auto":
         return cfg.training.optimizer
-    paged = cfg.lora is not None and torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    paged = cfg.lora is not None and cuda and importlib.util.find_spec("bitsandbytes") is not None
     return "paged_adamw_8bit" if paged else "adamw_torch"
 
 
@@ -343,15 +361,23 @@ def build_trainer(
     return DsumTrainer(
         model=model,
         args=training_arguments(cfg, run_dir, precision),
-        train_dataset=features.rows,
+        train_dataset=packed_rows(cfg, features.rows) if cfg.training.packing else features.rows,
         eval_dataset=data.dev,  # evaluation generates from the dev texts (DevEvaluation); the Trainer only checks it is set
-        data_collator=make_collator(tokenizer, model),
+        data_collator=make_collator(tokenizer, model, cfg.training.packing),
         processing_class=tokenizer,
         callbacks=trainer_callbacks,
         dev_evaluation=DevEvaluation(cfg, tokenizer, data, precision),
         rdrop_alpha=cfg.training.rdrop_alpha,
+        label_only_loss=is_decoder_only(model.config),
         label_smoothing=cfg.training.label_smoothing,
     )
+
+
+def packed_rows(cfg: Config, rows: list[dict]) -> list[dict]:
+    """training.packing: the examples in rows of at most max_source_length + max_target_length tokens."""
+    from dsum.model.packing import pack_rows
+
+    return pack_rows(rows, cfg.model.max_source_length + cfg.model.max_target_length)
 
 
 def last_checkpoint_step(run_dir: Path) -> int | None:
@@ -379,6 +405,7 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
     `callbacks` are extra TrainerCallbacks (dsum tune adds its Optuna pruning callback).
     """
     from dsum.runs.record import resolve_parent
+    from dsum.verbs.predict import check_split_inputs
 
     # Everything a user can get wrong is refused here, before the run directory or the model exists.
     model_config = load_model_config(cfg.model)
@@ -386,11 +413,18 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
     decoder_only = is_decoder_only(model_config)
     check_lengths(cfg.model, cfg.generation.max_new_tokens, model_config)
     check_quantization(cfg.lora)
+    from dsum.model.quantization import check_optimizer
+
+    check_optimizer(cfg.training.optimizer)  # paged optimizers need CUDA; 4bit/8bit run wherever bitsandbytes does
+    check_settings(cfg, model_config)  # LoRA targets and the prompt's chat template, before the run directory
+    if cfg.training.packing and not decoder_only:
+        raise UserError("training.packing is for decoder-only models: set training.packing=false for a seq2seq model")
     if decoder_only and cfg.generation.length_control != "none":
         raise UserError("generation.length_control=buckets is for seq2seq models: set generation.length_control=none")
     precision = resolve_precision(cfg.training.precision, model_config.model_type)
     parent_dir = resolve_parent(cfg)
     data = load_data(cfg)
+    check_split_inputs(cfg, "test")  # the test file and the sample submission: refused now, not after training
 
     run_dir = shared_run_dir(cfg, resume)
     main = is_main_process()
@@ -405,23 +439,18 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
         # max_length=None: the model config's default of 20 would otherwise cap generation (#10032).
         model.generation_config.update(max_length=None, **generation_kwargs(cfg.generation))
         m = cfg.model
-        if decoder_only:
-            framing = chat_framing(tokenizer, cfg.prompt)
-            features = tokenize_chat_examples(tokenizer, framing, data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
-            dev_cut = sum(encode_prompt(tokenizer, framing, text, m.max_source_length)[2] for text in data.dev_sources)
-            buckets = None
-        else:
-            framing = framing_for(model.config, tokenizer)
-            features = tokenize_examples(tokenizer, framing, data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
-            # generation.length_control=buckets: fitted on these features, saved with the model (dsum.model.length_control).
-            buckets = fit_for_training(model, features.rows, cfg.generation)
-            _, dev_cut = encode_sources(tokenizer, framing, data.dev_sources, m.max_source_length)
+        framing = framing_for(model.config, tokenizer, cfg.prompt)
+        features = framing.encode_examples(data.train_sources, data.train_targets, m.max_source_length, m.max_target_length)
+        _, dev_cut = framing.encode_prompts(data.dev_sources, m.max_source_length)
+        # generation.length_control=buckets (seq2seq only, refused above otherwise): fitted on these features,
+        # saved with the model (dsum.model.length_control).
+        buckets = fit_for_training(model, features.rows, cfg.generation)
         if main:
-            print(
+            log.info(
                 f"data: {len(data.train)} train / {len(data.dev)} dev examples; "
                 f"truncated to {m.max_source_length}/{m.max_target_length} tokens: "
                 f"{features.truncated_sources} train dialogues, {features.truncated_targets} train summaries, "
-                f"{dev_cut} dev dialogues; {len(data.special_tokens)} special tokens; {framing.describe(tokenizer)}"
+                f"{dev_cut} dev dialogues; {len(data.special_tokens)} special tokens; {framing.describe()}"
             )
             data_files = [*cfg.data.train, cfg.data.dev, cfg.data.test, cfg.data.sample_submission]
             write_run_files(run_dir, cfg, [path for path in data_files if path is not None])
@@ -429,11 +458,11 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
                 write_json(run_dir / "length_buckets.json", buckets)
             tracker = start_tracker(cfg, run_dir)
         trainer = build_trainer(cfg, run_dir, model, tokenizer, features, data, precision, tracker, callbacks)
-        log = run_dir / "train_log.jsonl"
+        log_file = run_dir / "train_log.jsonl"
         if main and resume:
-            trim_log(log, last_checkpoint_step(run_dir))  # claim_run_dir made sure a checkpoint exists
+            trim_log(log_file, last_checkpoint_step(run_dir))  # claim_run_dir made sure a checkpoint exists
         elif main:
-            log.unlink(missing_ok=True)
+            log_file.unlink(missing_ok=True)
         trainer.train(resume_from_checkpoint=True if resume else None)
         if not main:
             return run_dir
@@ -467,7 +496,11 @@ def best_epoch(state) -> float | None:
 
 
 def finish_run(cfg: Config, run_dir: Path, trainer, tokenizer, normalizer) -> dict:
-    """Save the best checkpoint, score it on dev (per-row scores saved), write the test submission."""
+    """Save the best checkpoint, score it on dev (per-row scores saved), write the test submission.
+
+    A submission that cannot be made (empty answers left, a test file that does not read) leaves the run
+    finished: metrics say why under submission_problem, and `submission` is None.
+    """
     from dsum.verbs.predict import predict_split
 
     best_dir = run_dir / "checkpoint-best"
@@ -477,12 +510,19 @@ def finish_run(cfg: Config, run_dir: Path, trainer, tokenizer, normalizer) -> di
         set_adapter_base(best_dir, "../base")
     model, state = trainer.model, trainer.state
     dev = predict_split(cfg, model, tokenizer, "dev", run_dir / "dev_predictions.csv", normalizer)
-    test = predict_split(cfg, model, tokenizer, "test", run_dir / "submission.csv", normalizer)
-    print(f"dev board score {dev['score']:.2f} (R1 {dev['rouge1']:.4f} R2 {dev['rouge2']:.4f} RL {dev['rougeL']:.4f})")
-    print(f"submission: {test['path']}")
+    log.info(f"dev board score {dev['score']:.2f} (R1 {dev['rouge1']:.4f} R2 {dev['rouge2']:.4f} RL {dev['rougeL']:.4f})")
+    submission, problem = None, None
+    try:
+        submission = predict_split(cfg, model, tokenizer, "test", run_dir / "submission.csv", normalizer)["path"]
+        log.info(f"submission: {submission}")
+    except UserError as exc:
+        # The training succeeded: its checkpoint and dev score stand; only the test file could not be made.
+        problem = str(exc)
+        log.warning(f"training finished, but it wrote no submission: {problem}")
     return {
         "dev": {k: dev[k] for k in ("score", "rouge1", "rouge2", "rougeL", "rows")},
-        "submission": test["path"],
+        "submission": submission,
+        **({"submission_problem": problem} if problem else {}),
         "best_checkpoint": state.best_model_checkpoint,
         "best_epoch": best_epoch(state),
         "global_step": state.global_step,

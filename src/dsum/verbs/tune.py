@@ -198,24 +198,19 @@ def train_objective(cfg: Config):
 
 
 def decode_objective(cfg: Config):
-    """Generation settings only: the checkpoint is loaded once and dev is generated per trial."""
-    from dsum.data.files import read_examples, reference_map
-    from dsum.metric.rouge import score_texts
-    from dsum.model.loading import check_quantization
-    from dsum.verbs.predict import load_for_inference, quantization, summarize
+    """Generation settings only: the checkpoint is loaded once and dev is generated per trial (predict_split, nothing written)."""
     from dsum.data.text import normalizer_from_config
+    from dsum.model.loading import checkpoint_folder
+    from dsum.verbs.predict import check_split_inputs, load_checkpoint, predict_split
 
     t = tune_section(cfg)
-    check_quantization(cfg.lora)
-    model, tokenizer = load_for_inference(t.checkpoint, quantization(cfg))
-    examples = read_examples(cfg.data.dev, require_summary=True)
-    references = reference_map(examples)
+    examples = check_split_inputs(cfg, "dev")
+    cfg, model, tokenizer = load_checkpoint(cfg, [checkpoint_folder(t.checkpoint)])
     normalizer = normalizer_from_config(cfg.data)
 
     def objective(trial: optuna.Trial) -> float:
         trial_cfg = with_values(cfg, suggest(trial, t.space))
-        predictions = summarize(trial_cfg, model, tokenizer, examples, normalizer)
-        score = score_texts(predictions, references, analyser=cfg.metric.tokenizer).to_dict()
+        score = predict_split(trial_cfg, model, tokenizer, "dev", None, normalizer, examples)
         for part in ("score", "rouge1", "rouge2", "rougeL"):
             trial.set_user_attr(part, score[part])
         return score[t.objective]
