@@ -10,7 +10,7 @@ Sized for the suite: dialogues of 300-500 characters (no prompt is cut at model.
 32 training dialogues, one epoch of 4 steps of 8 at a constant learning rate of 2e-3 (LoRA r16 on every
 linear layer), 12 dev and 3 test dialogues, greedy decoding, 48 new tokens, the whitespace analyser
 (English; data.language: en). Measured here (2 CPU cores, other jobs running): the whole file in 2 min
-13 s, 6.0 GB peak resident; dev board score zero-shot 8.25 (6 of 12 answers cut at 48 tokens), after
+13 s (a later run 4 min 33 s, its fp32 training 164 s instead of 28 s: not yet explained), 6.1 GB peak resident; dev board score zero-shot 8.25 (6 of 12 answers cut at 48 tokens), after
 LoRA 22.51 in fp32 (0 of 12 cut) and 26.11 with the base in 4-bit NF4 (1 of 12 cut). With 3 steps
 (24 dialogues) the fp32 model learned the style but not yet to stop (10 of 12 cut): 4 is the least.
 
