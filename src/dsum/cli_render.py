@@ -198,7 +198,7 @@ def augment(result: AugmentResult) -> None:
 
 def llm_report(stats: RunStats, split: str) -> None:
     """`dsum llm summarize`'s closing report on stderr (hidden by -q): rows, requests, retries, tokens."""
-    from dsum.util.progress import progress_console
+    import logging
 
     table = Table(title=f"LLM report ({split})")
     table.add_column("")
@@ -212,4 +212,5 @@ def llm_report(stats: RunStats, split: str) -> None:
     table.add_row("prompt tokens", str(stats.prompt_tokens))
     table.add_row("completion tokens", str(stats.completion_tokens))
     table.add_row("seconds", f"{stats.elapsed_s:.1f}")
-    progress_console().print(table)
+    if logging.getLogger("dsum").isEnabledFor(logging.INFO):  # -q hides it
+        Console(stderr=True, width=100).print(table)
