@@ -26,8 +26,10 @@ def verbosity(monkeypatch):
     import optuna
     from transformers.utils import logging as transformers_logging
 
-    monkeypatch.delenv("DSUM_VERBOSITY", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    monkeypatch.setenv("DSUM_VERBOSITY", "")  # recorded as unset: removed again at teardown
+    monkeypatch.delenv("DSUM_VERBOSITY")
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "")  # recorded as unset: removed again at teardown
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY")
     before = transformers_logging.get_verbosity(), optuna.logging.get_verbosity(), logging.getLogger("dsum").level
     yield dsum.set_verbosity
     transformers_logging.set_verbosity(before[0])
