@@ -6,7 +6,7 @@ Both loops summarise the same dialogues (a seeded random subset of --rows of the
 ../shared/data/competition-ko/ holds it, else of data/sample/dev.csv, cleaned with
 dsum.data.text.Normalizer) with the same tiny decoder-only model, built as `dsum train -c
 configs/demo-llm.yaml` builds it (a Qwen3-style model from model.tiny, its tokenizer trained on the
-config's training split, the config's ChatML template and prompt; dsum.verbs.train.load_data, then
+config's training split, the config's ChatML template and prompt; dsum.data.splits.load_data, then
 dsum.model.loading.load_model_and_tokenizer), and the config's greedy settings (num_beams 1,
 repetition_penalty 1.1, --max-new-tokens, default 60 as in the config):
 
@@ -92,7 +92,7 @@ from dsum.config import load_config
 from dsum.model.generate import iter_generate, length_batches
 from dsum.model.loading import load_model_and_tokenizer
 from dsum.model.tokenization import AnswerDecoder, chat_framing, encode_prompt
-from dsum.verbs.train import load_data as load_train_data
+from dsum.data.splits import load_data as load_train_data
 
 from common import REPO, Loop, load_data, race, report_load  # benchmarks/ is on sys.path when run as a script
 

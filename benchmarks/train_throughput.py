@@ -18,7 +18,7 @@ B (default 50, the organiser's per_device_train_batch_size), E passes over the N
     are too (733/147 and 597/117 tokens), so this split pads to the same shape, which is printed.
   * dsum: unpadded features from dsum.model.tokenization.tokenize_examples, batches in the order transformers'
     LengthGroupedSampler gives (train_sampling_strategy="group_by_length"), padded per batch by
-    dsum.verbs.train.make_collator (label_pad_token_id=-100, decoder inputs built from the labels).
+    dsum.verbs.trainer.make_collator (label_pad_token_id=-100, decoder inputs built from the labels).
     The Trainer's sampler sorts mega-batches of mega_batch_mult = min(rows // (4 × B), 50)
     batches: on train.csv at B = 50 that is 50 batches, i.e. 2,500 random rows sorted by length.
     A 499-row subset would get a multiplier of 2 from that formula, so the benchmark passes 50
@@ -65,7 +65,7 @@ from dsum.config import load_config
 from dsum.model.loading import load_model_and_tokenizer
 from dsum.data.text import special_tokens_for
 from dsum.model.tokenization import encode_labels, encode_sources, framing_for, tokenize_examples
-from dsum.verbs.train import make_collator
+from dsum.verbs.trainer import make_collator
 
 from common import REPO, load_data, report_load  # benchmarks/ is on sys.path when run as a script
 

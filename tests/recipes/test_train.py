@@ -24,7 +24,8 @@ from dsum.model.precision import resolve_precision
 from dsum.data.submission import check_submission
 from dsum.data.text import STANDARD_SPECIAL_TOKENS, special_tokens_for
 from dsum.model.tokenization import SummaryDecoder, add_data_tokens, encode_sources, framing_for, tokenize_examples
-from dsum.verbs.train import make_collator, train
+from dsum.verbs.train import train
+from dsum.verbs.trainer import make_collator
 
 SAMPLE = REPO / "data" / "sample"
 def sample_texts():

@@ -16,7 +16,9 @@ from dsum.model.loading import load_model_and_tokenizer
 from dsum.model.precision import resolve_precision
 from dsum.data.text import special_tokens_for
 from dsum.model.tokenization import framing_for, tokenize_examples
-from dsum.verbs.train import DsumTrainer, early_stopping, init_distributed, make_collator, train
+from dsum.util.distributed import init_distributed
+from dsum.verbs.train import train
+from dsum.verbs.trainer import DsumTrainer, early_stopping, make_collator
 
 
 def test_rdrop_loss_is_scaled_for_gradient_accumulation(tmp_path):
@@ -131,7 +133,7 @@ def test_the_folds_of_one_pool_add_the_same_tokens_in_the_same_order(tmp_path):
     models share one vocabulary: logit ensembles and weight averages of the folds need it."""
     import pandas as pd
 
-    from dsum.verbs.train import load_data
+    from dsum.data.splits import load_data
 
     pool = pd.read_csv(REPO / "data/sample/train.csv")
     pool.loc[0, "summary"] = "#Zed#와 #Zed#가 만납니다."  # a token only in a summary

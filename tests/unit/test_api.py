@@ -25,12 +25,12 @@ def test_the_api_names_are_functions_even_after_their_modules_are_imported():
     import dsum.verbs.predict  # noqa: F401
     import dsum.verbs.train  # noqa: F401
     import dsum.verbs.tune  # noqa: F401
-    from dsum.verbs.train import load_data  # ...and the module stays importable
+    from dsum.verbs.train import check_training  # ...and the module stays importable
 
     for name in API:
         assert callable(getattr(dsum, name)) and getattr(dsum, name).__module__ in ("dsum", "dsum.config.load", "dsum.util.verbosity"), name
     assert dsum.UserError is dsum.util.errors.UserError and isinstance(dsum.__version__, str)
-    assert callable(load_data)
+    assert callable(check_training)
 
 
 def test_load_config_takes_a_mapping_typed_by_the_fields():

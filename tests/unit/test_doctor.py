@@ -176,7 +176,7 @@ def test_a_gpu_torch_cannot_use_names_the_driver_the_build_and_the_fix(tmp_path,
 
     No GPU here: a stand-in `nvidia-smi` answers the query as the real one does on such a server.
     """
-    from dsum.verbs.doctor import MIN_DRIVER, torch_build
+    from dsum.util.gpu import MIN_DRIVER, torch_build
 
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho 'Tesla V100-SXM2-32GB, 470.82.01'\n")

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, TrainingArguments
 
 from dsum.model.label_loss import label_logits, label_only_loss, label_positions
-from dsum.verbs.train import DsumTrainer
+from dsum.verbs.trainer import DsumTrainer
 
 VOCAB = {"qwen3_standin": 151_936, "solar_standin": 32_000}
 

@@ -143,7 +143,7 @@ def test_memory_check_names_the_settings_to_change():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 def test_gpu_memory_is_the_devices():
-    from dsum.verbs.doctor import gpu_memory
+    from dsum.util.gpu import gpu_memory
 
     assert gpu_memory() == torch.cuda.get_device_properties(0).total_memory
 

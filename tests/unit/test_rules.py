@@ -14,7 +14,7 @@ from dsum.runs.tracking import mlflow_uri, wandb_key_source, wandb_logged_in
 from dsum.util.errors import UserError
 from dsum.util.markdown import markdown_table
 from dsum.verbs.doctor import OK, check_tracking
-from dsum.verbs.train import optimizer_name
+from dsum.verbs.trainer import optimizer_name
 
 
 def test_the_precision_rule_on_every_kind_of_machine():

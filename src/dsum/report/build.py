@@ -7,8 +7,6 @@ written beside the page and also embedded in it (base64), so the page opens offl
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +18,7 @@ from dsum.report import morphemes, stats
 from dsum.report.html import render_html
 from dsum.report.plots import Plotter, korean_font_path
 from dsum.report.tokens import load_tokenizer, token_lengths
-from dsum.util.progress import progress_console
+from dsum.util.progress import progress_steps
 from dsum.data.text import normalizer_from_config
 
 TOP_TOPICS = 20  # topics listed per split
@@ -40,8 +38,6 @@ def build_report(cfg: Config, out: Path, config_path: Path | None = None, worker
     """Reads the config's train/dev/test (and sample submission), writes `out`/report.html,
     eda.json, lengths.csv and the PNGs; returns their paths. `workers` > 1 runs the mecab-ko
     analysis in that many worker processes (see dsum.report.morphemes.start_pool)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     started = time.perf_counter()
     font = korean_font_path()  # fails early, before the slow steps, when the font is missing
     # Read before the progress display starts: a missing file or column is one line on stderr.
@@ -53,17 +49,7 @@ def build_report(cfg: Config, out: Path, config_path: Path | None = None, worker
     train, dev = splits[0], splits[1]
     total = sum(len(s) * (1 + (s.summaries is not None)) for s in splits)  # dialogues + summaries
     timings: dict[str, float] = {"read data": round(time.perf_counter() - started, 3)}
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=progress_console()) as progress:
-
-        @contextmanager
-        def step(description: str, size: int = 1) -> Iterator:
-            task = progress.add_task(description, total=size)
-            begin = time.perf_counter()
-            yield lambda n=1: progress.advance(task, n)
-            progress.update(task, completed=size)
-            timings[description] = round(time.perf_counter() - begin, 3)
-
+    with progress_steps(timings) as step:
         with step("clean-up rules", total) as advance:
             cleanup = _apply_cleanup(cfg, splits, advance)
 

@@ -1,7 +1,7 @@
 """The config's tokenizer, for token lengths, built or loaded exactly as `dsum train` would.
 
 A tiny model's tokenizer is trained on the cleaned training text with the special tokens the data
-holds (as dsum.verbs.train does); a hub name or folder is loaded through dsum.model.tokenization, from
+holds (found as dsum.data.splits finds them); a hub name or folder is loaded through dsum.model.tokenization, from
 local files only, since the report must work offline. Lengths count the ids the model's framing adds
 (dsum.model.tokenization.framing_for). When it cannot be loaded, token lengths are skipped and the
 report says why.

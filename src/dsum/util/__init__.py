@@ -5,5 +5,7 @@
 - `progress.py`: the one progress helper (rich consoles, tqdm bars; silent under -q).
 - `verbosity.py`: `dsum -q` / `-v`, and the console handler of the "dsum" logger every message goes through.
 - `secrets.py`: `redact`, so that no key reaches a log, a tracker, a saved config or a record.
+- `gpu.py`: the machine's torch build, NVIDIA driver and GPU memory (what `dsum doctor` reports).
+- `distributed.py`: torchrun jobs: the main process, joining the process group.
 - `markdown.py`: tables of the markdown files dsum writes (record.md, MBR records).
 """

@@ -4,7 +4,9 @@ when dsum is quiet (`dsum -q`, `set_verbosity("quiet")`)."""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 
@@ -28,3 +30,23 @@ def progress_bar(items: Iterable, total: int | None = None, description: str = "
     from tqdm.auto import tqdm
 
     return tqdm(items, total=total, desc=description, unit=unit, disable=not show or is_quiet())
+
+
+@contextmanager
+def progress_steps(timings: dict[str, float]) -> Iterator:
+    """A display of named steps, one bar each: yields `step(description, size=1)`, a context manager that yields
+    `advance(n=1)`; each finished step's seconds are added to `timings` under its description."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=progress_console()) as progress:
+
+        @contextmanager
+        def step(description: str, size: int = 1) -> Iterator:
+            task = progress.add_task(description, total=size)
+            begin = time.perf_counter()
+            yield lambda n=1: progress.advance(task, n)
+            progress.update(task, completed=size)
+            timings[description] = round(time.perf_counter() - begin, 3)
+
+        yield step

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dsum.config import Config, LoraConfig, ModelConfig, TinyModelConfig
 from dsum.util.errors import UserError
+from dsum.util.gpu import MIN_DRIVER, gpu_memory, nvidia_smi_gpus, torch_build
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 KOBART_PARAMS = 124_000_000  # digit82/kobart-summarization, assumed when the model's config is not at hand
@@ -43,39 +44,6 @@ def run_checks(cfg: Config, source: str = "config") -> list[Check]:
         check_disk(cfg),
         check_analyser(cfg.metric.tokenizer),
     ]
-
-
-# The oldest NVIDIA driver each CUDA major version runs on (CUDA's minor-version compatibility).
-MIN_DRIVER = {"11": "450.80.02", "12": "525.60.13", "13": "580.65.06"}
-
-
-def torch_build() -> str:
-    """torch's version, the CUDA it was built for, the driver that CUDA needs and its GPU architectures."""
-    import torch
-
-    cuda = torch.version.cuda
-    if cuda is None:
-        return f"torch {torch.__version__} (CPU-only build)"
-    archs = torch._C._cuda_getArchFlags().split() if hasattr(torch._C, "_cuda_getArchFlags") else []
-    kernels = f"; kernels for {' '.join(archs)}" if archs else ""
-    return f"torch {torch.__version__} (CUDA {cuda}, needs NVIDIA driver ≥ {MIN_DRIVER.get(cuda.split('.')[0], '?')}{kernels})"
-
-
-def nvidia_smi_gpus() -> list[tuple[str, str]]:
-    """(name, driver version) of each GPU nvidia-smi sees; [] when there is no nvidia-smi or no GPU."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if out.returncode != 0:
-        return []
-    rows = [line.rsplit(",", 1) for line in out.stdout.splitlines() if "," in line]
-    return [(name.strip(), driver.strip()) for name, driver in rows]
 
 
 def model_type(model: ModelConfig) -> str:
@@ -187,9 +155,19 @@ def check_tokenizer(cfg: Config) -> Check:
     vocabulary spells `#…#` tokens in pieces: none are added, new rows would stay untrained under LoRA).
     """
     from dsum.data.files import read_examples
-    from dsum.model.loading import check_lengths, load_model_and_tokenizer, load_model_config, with_model_defaults
     from dsum.data.text import special_tokens_for
-    from dsum.model.tokenization import add_data_tokens, framing_for, load_tokenizer, split_data_tokens
+    from dsum.model.loading import (
+        check_lengths,
+        load_model_and_tokenizer,
+        load_model_config,
+        with_model_defaults,
+    )
+    from dsum.model.tokenization import (
+        add_data_tokens,
+        framing_for,
+        load_tokenizer,
+        split_data_tokens,
+    )
 
     try:
         examples = read_examples(cfg.data.dev, require_summary=True)
@@ -274,8 +252,8 @@ def check_llm(cfg: Config) -> list[Check]:
     found = quantization_check(quantization, cfg.training.optimizer, torch.cuda.is_available(), bnb)
     if found is not None:
         rows.append(Check("quantization", *found))
-    from dsum.model.loading import load_model_config, with_model_defaults
     from dsum.data.korean import data_is_korean
+    from dsum.model.loading import load_model_config, with_model_defaults
     from dsum.model.tokenization import is_decoder_only
 
     try:
@@ -334,7 +312,7 @@ def training_estimate(cfg: Config, model_config):
     """dsum.model.memory's estimate of the config's training step (the optimizer as a CUDA run resolves auto)."""
     from dsum.model.memory import estimate_training_memory
     from dsum.model.tokenization import is_decoder_only
-    from dsum.verbs.train import optimizer_name
+    from dsum.verbs.trainer import optimizer_name
 
     m, t = cfg.model, cfg.training
     decoder_only = is_decoder_only(model_config)
@@ -353,13 +331,6 @@ def label_positions(cfg: Config) -> int:
     summary shorter than its dialogue)."""
     m = cfg.model
     return (m.max_source_length + m.max_target_length) // 2 if cfg.training.packing else m.max_target_length
-
-
-def gpu_memory() -> int | None:
-    """Bytes of memory of the first CUDA GPU; None when none is visible."""
-    import torch
-
-    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
 
 
 def memory_check(estimate, gpu_bytes: int | None) -> tuple[str, str]:
