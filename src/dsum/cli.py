@@ -203,7 +203,7 @@ def predict(
         ..., "--checkpoint", help="A saved model folder, e.g. runs/<name>/checkpoint-best; repeat it for a logit ensemble of models sharing a tokenizer."
     ),
     split: str = typer.Option("test", "--split", help="test or dev."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default: beside the checkpoint, test_submission.csv or dev_predict.csv)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default: test_submission.csv or dev_predict.csv beside the checkpoint; for a .gguf file, in the current folder)."),
     candidates: Optional[int] = typer.Option(
         None, "--candidates", help="Also write the K best beams per row (K ≤ generation.num_beams) to <out stem>_candidates.csv, for dsum ensemble mbr."
     ),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -113,12 +113,14 @@ def cut_counts(lines: list[str]) -> list[tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def zero_shot(smollm2, english, tmp_path_factory) -> dict:
-    """`dsum predict --checkpoint <file>.gguf --split dev`: the model as published, no training."""
+    """`dsum predict --checkpoint <file>.gguf --split dev`: the model as published, no training. Without --out the
+    file is written in the current folder (../shared, beside the .gguf file, is read-only)."""
     import dsum
 
     out = tmp_path_factory.mktemp("zero-shot")
-    with dsum_messages() as lines:
-        result = dsum.predict(config(english, out), GGUF, split="dev", out=out / "dev.csv")
+    with dsum_messages() as lines, chdir(out):
+        result = dsum.predict(config(english, out), GGUF, split="dev", out=None)
+    assert result["path"] == "dev_predict.csv" and len(pd.read_csv(out / "dev_predict.csv")) == SIZES["dev"]
     result["cut"] = cut_counts(lines)
     return result
 

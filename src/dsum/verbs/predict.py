@@ -18,6 +18,7 @@ from dsum.data.files import Example, read_examples, reference_map
 from dsum.util.errors import UserError
 from dsum.data.korean import foreign_script_ids, is_korean_data, mostly_not_hangul
 from dsum.model.degenerate import report_empty
+from dsum.model.gguf import is_gguf
 from dsum.metric.rouge import score_texts
 from dsum.model.loading import check_quantization, checkpoint_folder, load_for_inference, with_model_defaults
 from dsum.data.files import write_dev_predictions
@@ -196,7 +197,8 @@ def predict(
     cfg: Config, checkpoint: Path | list[Path], split: str, out: Path | None, candidates: int | None = None,
     samples: int | None = None,
 ) -> dict:
-    """`dsum predict`: the split's file (predict_split) at `out`, default DEFAULT_OUT beside the checkpoint.
+    """`dsum predict`: the split's file (predict_split) at `out`, default DEFAULT_OUT beside the checkpoint (in the
+    current folder for a .gguf file).
 
     Every input (split, flags, checkpoint folders, the split's file, the sample for test) is checked
     before the model loads. Several checkpoints: one beam search over their mean log-probabilities.
@@ -207,7 +209,10 @@ def predict(
     if samples is not None and samples < 1:
         raise UserError(f"--samples {samples}: give the number of summaries to draw per row, 1 or more")
     folders = [checkpoint_folder(path) for path in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
-    out = Path(out) if out is not None else folders[0].parent / DEFAULT_OUT[split]
+    if out is None:
+        # A .gguf file often lies where nothing may be written (a shared models folder): its file goes here.
+        out = Path(DEFAULT_OUT[split]) if is_gguf(folders[0]) else folders[0].parent / DEFAULT_OUT[split]
+    out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; name the output file, e.g. --out {out / DEFAULT_OUT[split]}")
     cfg, model, tokenizer = load_checkpoint(cfg, folders)
