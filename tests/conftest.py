@@ -45,16 +45,56 @@ def tiny_overrides(tmp_path: Path, *extra: str) -> list[str]:
     return [f"general.output_dir={tmp_path / 'runs'}", *TINY, *extra]
 
 
-def run_dsum(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the real `dsum` command (python -m dsum) and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "dsum", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+def run_dsum(
+    *args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600, process: bool = False,
+) -> subprocess.CompletedProcess:
+    """`dsum ARGS` as a user types it: its exit code, stdout and stderr.
+
+    In this process by default: dsum.cli.main, what `python -m dsum` runs, with the working folder, the
+    environment and the streams of the call, so the suite pays the imports once (importing the Trainer
+    alone costs ~13 s a process here). `process=True` starts a real `python -m dsum` for what only a
+    fresh interpreter shows: the modules imported before a refusal, messages libraries print at import
+    to a stream they keep, signals, torchrun.
+    """
+    if process:
+        return subprocess.run(
+            [sys.executable, "-m", "dsum", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+    return run_in_process(list(args), cwd, env or {})
+
+
+def run_in_process(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """dsum.cli.main on `args`; everything it changes (environment, verbosity, argv, folder) is put back."""
+    import contextlib
+    import io
+    import traceback
+
+    from dsum.cli import main
+    from dsum.util.verbosity import ENV, set_verbosity
+
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    os.environ.update(env)
+    sys.argv = ["dsum", *args]
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:  # click exits after every command, as the process would
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            except Exception:  # what the interpreter would print for an uncaught exception
+                traceback.print_exc()
+                code = 1
+    finally:
+        set_verbosity(saved_env.get(ENV, "normal"))  # -q / -v set it for the process
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(["dsum", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

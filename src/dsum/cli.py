@@ -337,10 +337,10 @@ def submission_check(
 
     problems = check_submission(sub, test, sample)
     for problem in problems:
-        render.console.print(f"[red]✗[/] {problem}")
+        render.console().print(f"[red]✗[/] {problem}")
     if problems:
         raise typer.Exit(2)
-    render.console.print(f"[green]✓[/] {sub} is a well-formed submission")
+    render.console().print(f"[green]✓[/] {sub} is a well-formed submission")
 
 
 @ensemble_app.command("mbr")

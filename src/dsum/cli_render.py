@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from dsum.runs.read import Comparison, RunRow
     from dsum.verbs.augment import AugmentResult
 
-console = Console()
+def console() -> Console:
+    """stdout as it is now: its width (COLUMNS) and stream are read at each command, not once at import."""
+    return Console()
 
 
 def data_reports(reports) -> None:
@@ -34,14 +36,14 @@ def data_reports(reports) -> None:
             table.add_row(f"[{styles.get(f.level, '')}]{f.level}[/]", f.check, str(f.count), f.message)
         if not report.findings:
             table.add_row("[green]ok[/]", "-", "-", "no problem found")
-        console.print(table)
+        console().print(table)
         if report.tokens:
             tokens = Table(title="#...# tokens")
             tokens.add_column("token")
             tokens.add_column("count", justify="right")
             for token, count in report.tokens.most_common():
                 tokens.add_row(token, str(count))
-            console.print(tokens)
+            console().print(tokens)
 
 
 def rule_counts(src: Path, dst: Path, counts: dict[str, int]) -> None:
@@ -51,7 +53,7 @@ def rule_counts(src: Path, dst: Path, counts: dict[str, int]) -> None:
     table.add_column("rows changed", justify="right")
     for rule, count in counts.items():
         table.add_row(rule, str(count))
-    console.print(table)
+    console().print(table)
 
 
 def dev_score(score: dict | Any, rows: bool = False) -> str:
@@ -69,7 +71,7 @@ def folds(parent: Path) -> None:
         table.add_column(column, justify="right")
     for f in [*oof["folds"], {**oof, "fold": "OOF"}]:
         table.add_row(str(f["fold"]), str(f["rows"]), f"{f['score']:.2f}", f"{f['rouge1']:.4f}", f"{f['rouge2']:.4f}", f"{f['rougeL']:.4f}")
-    console.print(table)
+    console().print(table)
 
 
 def cell(value) -> str:
@@ -88,7 +90,7 @@ def tune_trials(study_name: str, trials: list[dict]) -> None:
         table.add_column(column.split(".")[-1], overflow="fold")  # training.learning_rate → learning_rate
     for row in trials:
         table.add_row(*[cell(row.get(column)) for column in columns])
-    console.print(table)
+    console().print(table)
 
 
 STATUS_STYLES = {"finished": "green", "running": "cyan", "running?": "cyan", "failed": "red", "crashed": "red"}
@@ -135,8 +137,8 @@ def comparison(result: Comparison) -> None:
         metrics.add_column(column, justify="left" if column == "metric" else "right")
     for name, a, b, diff in result.metrics:
         metrics.add_row(name, format_metric(name, a), format_metric(name, b), format_metric(name, diff, signed=True))
-    console.print(config)
-    console.print(metrics)
+    console().print(config)
+    console().print(metrics)
     if result.bootstrap is not None:
         print(f"paired bootstrap over dev rows: {result.bootstrap.line(result.a.name, result.b.name)}")
     for name, halves in (result.halves or {}).items():
@@ -158,7 +160,7 @@ def mbr(files, seconds: float) -> None:
         table.add_section()
         table.add_row("[bold]MBR[/]", f"[bold]{report.mbr:.2f}[/]", str(len(result.fnames)))
         table.add_row("oracle (best per row)", f"{report.oracle:.2f}", "-")
-    console.print(table)
+    console().print(table)
     if report is not None:
         print(f"paired bootstrap over dev rows: {report.bootstrap.line(report.best_source, 'MBR')}")
         if report.halves:
@@ -175,7 +177,7 @@ def doctor(config: Path, checks) -> None:
         table.add_column(column)
     for check in checks:
         table.add_row(marks[check.level], check.name, escape(check.detail))
-    console.print(table)
+    console().print(table)
 
 
 def augment(result: AugmentResult) -> None:
@@ -192,7 +194,7 @@ def augment(result: AugmentResult) -> None:
         table.add_row("API answers from the cache", str(result.api["from_cache"]))
         table.add_row("API retries", str(sum(result.api["retries"].values())))
         table.add_row("API tokens (prompt + completion)", str(result.api["prompt_tokens"] + result.api["completion_tokens"]))
-    console.print(table)
+    console().print(table)
     print(f"augmented rows: {result.path}")
 
 

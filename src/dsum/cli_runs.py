@@ -36,7 +36,7 @@ def runs_list(
     if as_json:
         print(json.dumps(rows_as_dicts(rows), ensure_ascii=False, indent=2))
         return
-    render.console.print(render.runs_table(rows, title=f"runs in {runs_dir}"))
+    render.console().print(render.runs_table(rows, title=f"runs in {runs_dir}"))
 
 
 @runs_app.command("compare")

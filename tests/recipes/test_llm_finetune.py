@@ -190,7 +190,8 @@ def test_paged_optimizer_on_a_cpu_is_refused_before_anything_is_written(tmp_path
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: paged optimizers are allowed here")
     result = run_dsum("train", "-c", "configs/demo-llm.yaml", "--set", f"general.output_dir={tmp_path}",
-                      "--set", "lora.quantization=4bit", "--set", "training.optimizer=paged_adamw_8bit")
+                      "--set", "lora.quantization=4bit", "--set", "training.optimizer=paged_adamw_8bit",
+                      process=True)  # a fresh interpreter: bitsandbytes' import-time "kernels" line would show
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: training.optimizer=paged_adamw_8bit pages its state through CUDA memory and no CUDA GPU is visible: "

@@ -39,7 +39,9 @@ SAMPLE_DATA = [
 def train_run(tmp_path: Path, *overrides: str, env: dict) -> tuple[Path, dict, str]:
     """A tiny demo run from tmp_path as working directory, so any ./wandb or ./mlruns lands there."""
     overrides = tiny_overrides(tmp_path, "general.run_name=tracked", *SAMPLE_DATA, *overrides)
-    result = run_dsum("train", "-c", DEMO, *[f"--set={o}" for o in overrides], env=env, cwd=tmp_path)
+    # W&B in its own process: it reads HOME and its variables once per process (and keeps a service there).
+    wandb = "tracking.backend=wandb" in overrides
+    result = run_dsum("train", "-c", DEMO, *[f"--set={o}" for o in overrides], env=env, cwd=tmp_path, process=wandb)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = Path(result.stdout.split("run directory: ")[-1].strip())
     return run_dir, json.loads((run_dir / "metrics.json").read_text()), result.stdout

@@ -122,7 +122,8 @@ def test_lengths_beyond_the_model_are_refused_before_any_work(tmp_path, model, s
 
 def test_predict_names_what_it_expected_in_a_folder_without_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run_dsum("predict", "-c", "configs/demo.yaml", "--checkpoint", str(tmp_path / "empty"), "--split", "dev")
+    result = run_dsum("predict", "-c", "configs/demo.yaml", "--checkpoint", str(tmp_path / "empty"), "--split", "dev",
+                      process=True)  # transformers' import-time messages would show in a fresh interpreter
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "holds no model" in result.stderr and "config.json" in result.stderr
     assert "sentencepiece" not in result.stderr

@@ -69,7 +69,7 @@ def speakers(text: str) -> int:
 
 
 def run_report(out: Path, *args: str):
-    result = run_dsum("eda", *args, "--out", str(out))
+    result = run_dsum("eda", *args, "--out", str(out), process=True)  # matplotlib's warnings reach its stderr
     assert result.returncode == 0, result.stderr
     return result, json.loads((out / "eda.json").read_text(encoding="utf-8"))
 

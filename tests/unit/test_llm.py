@@ -203,7 +203,8 @@ def test_missing_key_names_the_variable(tmp_path):
 
 def test_a_refused_key_stops_the_run_without_showing_the_key(tmp_path):
     with FakeChatServer("sk-the-right-one") as server:
-        result = run_dsum(*llm_args(server, tmp_path), env={"UPSTAGE_API_KEY": KEY})
+        # Its own process: whatever any library would print, the key must be in none of it.
+        result = run_dsum(*llm_args(server, tmp_path), env={"UPSTAGE_API_KEY": KEY}, process=True)
         assert result.returncode == 2
         assert "refused the key in UPSTAGE_API_KEY (HTTP 401" in result.stderr
         assert server.count("401") <= 4  # the requests already in flight (concurrency 4), no retries
