@@ -14,9 +14,12 @@ from dsum.model.memory import (
     LOGIT_BYTES_FP32,
     NF4_BYTES,
     OVERHEAD,
+    EvalGeneration,
     activation_bytes,
     build_on_meta,
     estimate_training_memory,
+    eval_generation,
+    generation_bytes,
     lora_parameter_count,
 )
 
@@ -162,3 +165,38 @@ def test_label_only_logits_and_fp32_logit_bytes():
     # Qwen3's 151,936-entry vocabulary: 4 × (1184 − 160) positions × 10 bytes fewer.
     assert full.activations - labels.activations == 4 * (1184 - 160) * 151_936 * LOGIT_BYTES
     assert "at 160 label positions a row" in labels.how["activations"]
+
+
+def test_eval_generation_counts_the_kv_cache_prefill_and_scores():
+    """Dev evaluation's generate(): 3 dialogues of 20 tokens, 2 beams, 10 new tokens, by hand."""
+    gen = EvalGeneration(batch_size=3, source_len=20, max_new_tokens=10, num_beams=2)
+    # Llama, 2 layers, 2 kv heads of 64 / 4 = 16: a token keeps 2 × 32 values a layer (keys and values).
+    cache = 2 * 3 * (20 + 10) * 2 * 2 * 32  # beams × dialogues × tokens × layers × (k, v) × kv width
+    prefill = 2 * 3 * 20 * 64 * 34 // 2  # one layer over every beam's prompt: 34 bytes a 16-bit value, hidden 64
+    scores = 2 * 3 * 500  # one position a sequence, vocabulary 500
+    assert generation_bytes(_llama(), gen) == cache * 2 + prefill * 2 + scores * LOGIT_BYTES == 337_200
+    assert generation_bytes(_llama(), gen, value_bytes=4) == cache * 4 + prefill * 4 + scores * LOGIT_BYTES_FP32 == 650_400
+    # BART: the decoder's 2 layers keep 64-wide keys and values (self 10 + cross 20 tokens), the encoder output is
+    # repeated per beam (2 × 3 × 20 × 64), and the encoder runs once a dialogue (3 × 20 tokens, not per beam).
+    bart = 2 * 3 * 30 * 2 * 2 * 64 * 2 + 2 * 3 * 20 * 64 * 2 + 3 * 20 * 64 * 34 + scores * LOGIT_BYTES
+    assert generation_bytes(TINY_CONFIGS["bart"], gen) == bart == 268_080
+
+
+def test_the_peak_is_the_larger_of_the_training_step_and_the_evaluation():
+    config = _llama()
+    lora = LoraConfig(r=8)
+    step = estimate_training_memory(config, lora, "none", 2, 30, True, precision="fp32")
+    big = EvalGeneration(batch_size=32, source_len=512, max_new_tokens=160, num_beams=4)
+    small = EvalGeneration(batch_size=1, source_len=8, max_new_tokens=4)
+    evaluated = estimate_training_memory(config, lora, "none", 2, 30, True, precision="fp32", generation=big)
+    assert evaluated.generation == generation_bytes(config, big, 4) > step.gradients + step.activations
+    # Gradients (zeroed to None after each step) and activations are freed while evaluation generates.
+    assert evaluated.total == step.weights + step.lora_weights + step.optimizer + evaluated.generation + OVERHEAD
+    assert evaluated.describe().startswith(f"~{evaluated.total / GIB:.1f} GiB at dev evaluation's generation (weights ")
+    assert "generation" in evaluated.parts() and "at dev evaluation's generation" in evaluated.lines()[-1]
+    quiet = estimate_training_memory(config, lora, "none", 2, 30, True, precision="fp32", generation=small)
+    assert quiet.total == step.total and quiet.describe().startswith(f"~{step.total / GIB:.1f} GiB at the training step (")
+    assert step.generation == 0 and "generation" not in step.parts() and "generation" not in step.describe()
+    cfg = load_config(None, {"training.eval_batch_size": 8, "generation.num_beams": 3, "generation.max_new_tokens": 70,
+                             "model.max_source_length": 300})
+    assert eval_generation(cfg) == EvalGeneration(8, 300, 70, 3)

@@ -3,7 +3,10 @@
 The parameter counts are exact: the model is built on the meta device (shapes only) and its parameters
 summed; the LoRA count is r × (in + out) for each layer peft would adapt. Bytes per parameter follow the
 loading (16-bit, NF4 or int8) and the optimizer; activations are an approximation (see activation_bytes).
-`dsum doctor` compares the total with the GPU's memory.
+A run has two peaks: the training step, and dev evaluation's generate() (dsum evaluates by generating
+summaries inside training, with the weights, adapters and optimizer state still in memory): its KV cache
+and prefill (generation_bytes) outweigh a checkpointed training step at the default generation settings.
+`dsum doctor` compares the total, the larger of the two, with the GPU's memory.
 """
 
 from __future__ import annotations
@@ -28,9 +31,31 @@ LOGIT_BYTES = 2 + 4 + 4
 LOGIT_BYTES_FP32 = 4 + 4 + 4
 
 
+@dataclass(frozen=True)
+class EvalGeneration:
+    """The generate() calls of dev evaluation inside training (dsum.verbs.trainer.DevEvaluation), as
+    dsum.model.generate batches them: `batch_size` dialogues (training.eval_batch_size) of at most `source_len`
+    tokens (model.max_source_length), `num_beams` beams each, `max_new_tokens` generated."""
+
+    batch_size: int
+    source_len: int
+    max_new_tokens: int
+    num_beams: int = 1
+
+
+def eval_generation(cfg) -> EvalGeneration:
+    """A dsum Config's evaluation generation (give it with the model's defaults: dsum.model.loading.with_model_defaults,
+    which sets a decoder-only model's max_new_tokens)."""
+    g = cfg.generation
+    return EvalGeneration(cfg.training.eval_batch_size, cfg.model.max_source_length, g.max_new_tokens, g.num_beams)
+
+
 @dataclass
 class MemoryEstimate:
-    """Bytes of each part of a training step's peak; `total` is their sum."""
+    """Bytes of each part of a run's peak. The training step holds weights, adapters, gradients, optimizer state and
+    activations; dev evaluation's generation (`generation`, 0 when not estimated) holds the same but for the
+    gradients and activations (freed: the Trainer zeroes gradients to None after each step). `total` is the larger.
+    """
 
     params: int
     lora_params: int
@@ -40,6 +65,7 @@ class MemoryEstimate:
     optimizer: int  # AdamW's two moments (of the adapters only with LoRA)
     activations: int  # kept for the backward, including the loss over the vocabulary
     overhead: int = OVERHEAD
+    generation: int = 0  # dev evaluation's generate(): KV cache, prefill, scores (generation_bytes); 0: not counted
     how: dict[str, str] = field(default_factory=dict)  # part → how it was counted
     # The settings it was made for (what dsum doctor suggests changing).
     batch_size: int = 1
@@ -48,22 +74,44 @@ class MemoryEstimate:
     quantization: str = "none"
 
     @property
+    def generation_peak(self) -> bool:
+        """True when dev evaluation's generation, not the training step, is the run's peak."""
+        return self.generation > self.gradients + self.activations
+
+    @property
     def total(self) -> int:
-        return self.weights + self.lora_weights + self.gradients + self.optimizer + self.activations + self.overhead
+        """The run's peak: what both steps hold, plus the larger of the training step's gradients + activations and
+        the evaluation's generation."""
+        step = max(self.gradients + self.activations, self.generation)
+        return self.weights + self.lora_weights + self.optimizer + step + self.overhead
 
     def parts(self) -> dict[str, int]:
-        names = ("weights", "lora_weights", "gradients", "optimizer", "activations", "overhead")
-        return {name: getattr(self, name) for name in names if name != "lora_weights" or self.lora_params}
+        names = ("weights", "lora_weights", "gradients", "optimizer", "activations", "generation", "overhead")
+        shown = {name: getattr(self, name) for name in names if name != "lora_weights" or self.lora_params}
+        return shown if self.generation else {k: v for k, v in shown.items() if k != "generation"}
 
     def lines(self) -> list[str]:
-        """One line per part in GiB with how it was counted, then the total."""
+        """One line per part in GiB with how it was counted, then the total (and which step it is)."""
         rows = [f"{name:<12} {size / GIB:6.2f} GiB  {self.how.get(name, '')}".rstrip() for name, size in self.parts().items()]
-        return [*rows, f"{'total':<12} {self.total / GIB:6.2f} GiB"]
+        total = f"{'total':<12} {self.total / GIB:6.2f} GiB"
+        if self.generation:
+            total += ("  at dev evaluation's generation (gradients and activations freed)" if self.generation_peak
+                      else "  at the training step (generation smaller)")
+        return [*rows, total]
 
     def describe(self) -> str:
-        """One line: the total and its parts."""
-        parts = ", ".join(f"{name.replace('_', ' ')} {size / GIB:.2f}" for name, size in self.parts().items())
-        return f"~{self.total / GIB:.1f} GiB ({parts} GiB)"
+        """One line: the total and the parts it sums (with a generation estimate: the step it is at, and the other)."""
+        parts = self.parts()
+        if not self.generation:
+            listed = ", ".join(f"{name.replace('_', ' ')} {size / GIB:.2f}" for name, size in parts.items())
+            return f"~{self.total / GIB:.1f} GiB ({listed} GiB)"
+        other = ("gradients", "activations") if self.generation_peak else ("generation",)
+        listed = ", ".join(f"{name.replace('_', ' ')} {size / GIB:.2f}" for name, size in parts.items() if name not in other)
+        if self.generation_peak:
+            return (f"~{self.total / GIB:.1f} GiB at dev evaluation's generation ({listed} GiB; the training step's "
+                    f"gradients + activations {(self.gradients + self.activations) / GIB:.2f} GiB)")
+        return (f"~{self.total / GIB:.1f} GiB at the training step ({listed} GiB; dev evaluation's generation "
+                f"{self.generation / GIB:.2f} GiB)")
 
 
 def build_on_meta(model_config):
@@ -147,6 +195,44 @@ def activation_bytes(
     return int(kept + batch * positions * config.vocab_size * (LOGIT_BYTES_FP32 if value_bytes == 4 else LOGIT_BYTES))
 
 
+def kv_width(config) -> int:
+    """Values one token keeps per layer for its keys (as many again for its values): kv heads × head size."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = (getattr(config, "head_dim", None) or getattr(config, "d_kv", None)
+                or config.hidden_size // config.num_attention_heads)
+    return heads * head_dim
+
+
+def generation_bytes(config, gen: EvalGeneration, value_bytes: int = 2) -> int:
+    """The peak of one generate() call of dev evaluation over what the model holds anyway (weights, adapters).
+
+    b dialogues of s tokens, k beams, n new tokens (gen). The KV cache at the last step: k·b·(s + n) tokens × layers
+    × 2 × kv_width values (encoder-decoder: the decoder's layers, the cross-attention's s tokens and its own n, plus
+    the encoder output, one copy per beam: k·b·s·h values). The prefill: one layer's forward over every beam's prompt
+    (k·b·s tokens; encoder-decoder: the encoder over b·s, before the beams are made), counted as Korthikanti's
+    34 bytes a 16-bit value of the hidden size (activation_bytes) without the attention matrix (SDPA keeps none).
+    The scores: each sequence's logits at one position (generate asks for the last only), fp32 and log-softmaxed
+    (LOGIT_BYTES). Measured with SmolLM2-135M (30 layers, hidden 576, 3 kv heads of 64) fp32 on the CPU, 32 × 4
+    beams, 512 + 160 tokens (benchmarks/train_memory.py): 2.2 GB of prefill and scores over the cache (2.6 GB here).
+
+    b and s are training.eval_batch_size and model.max_source_length: the batch of the longest dialogues, exact
+    for fixed batches. Token-budget batches (generation.batch_by_tokens) of shorter dialogues hold more rows (at
+    most dsum.model.generate.MAX_BATCH_GROWTH × b) of fewer prompt tokens, whose new tokens add to the cache: up to
+    (rows − b)·n more tokens a beam (on DialogSum's dev, 47 rows of 345 tokens: 10% more cache than 32 of 512).
+    """
+    b, s, n, k = gen.batch_size, gen.source_len, gen.max_new_tokens, gen.num_beams
+    h = config.hidden_size
+    layers = layer_stacks(config, s)[-1][0]  # the decoder's (decoder-only: every layer)
+    cache = k * b * (s + n) * layers * 2 * kv_width(config) * value_bytes
+    prompt = k * b * s
+    if not is_decoder_only(config):
+        cache += k * b * s * h * value_bytes  # the encoder output, repeated for the beams
+        prompt = b * s  # the encoder runs once a dialogue
+    prefill = prompt * h * 34 * value_bytes // 2
+    scores = k * b * config.vocab_size * (LOGIT_BYTES_FP32 if value_bytes == 4 else LOGIT_BYTES)
+    return cache + prefill + scores
+
+
 def estimate_training_memory(
     model_config,
     lora=None,
@@ -158,15 +244,18 @@ def estimate_training_memory(
     precision: str = "bf16",
     target_len: int | None = None,
     label_tokens: int | None = None,
+    generation: EvalGeneration | None = None,
 ) -> MemoryEstimate:
-    """The peak memory of one training step on one GPU, as dsum trains (transformers Trainer, peft).
+    """The peak memory of a training run on one GPU, as dsum trains (transformers Trainer, peft): its training step
+    or, with `generation` (eval_generation(cfg)), dev evaluation's generate() if larger (generation_bytes).
 
     `lora`: a dsum LoraConfig (its r and target_modules) or None for full fine-tuning. `quantization`: none, 4bit or
     8bit (bitsandbytes). `seq_len`: the tokens of one example (decoder-only: prompt + summary; encoder-decoder: the
     source, with `target_len` the summary). `optimizer_8bit`: (paged) 8-bit AdamW, 2 bytes of state a parameter.
     `precision`: the activations' (fp32, or a 16-bit one: auto counts as 16-bit, what a GPU run resolves it to).
     `label_tokens`: the positions of a row whose logits the loss computes (None: all; dsum's decoder-only training
-    computes them at label positions only: see dsum.verbs.doctor.training_estimate).
+    computes them at label positions only: see dsum.verbs.doctor.training_estimate). `generation`: the evaluation's
+    generate() calls (None: the training step alone, as before). Generation runs at the activations' precision.
 
     Weights load in the dtype of the model's config (from_pretrained's dtype="auto"; fp32 when it names none), and
     mixed precision autocasts them: no fp32 master copy, AdamW's moments in the weights' dtype. Quantized: the
@@ -218,7 +307,12 @@ def estimate_training_memory(
     how["activations"] = (f"batch {batch_size} × {seq_len} tokens, gradient checkpointing "
                           f"{'on' if gradient_checkpointing else 'off'}, logits over {model_config.vocab_size} tokens{where}")
     how["overhead"] = "CUDA context and allocator fragmentation"
+    generated = generation_bytes(model_config, generation, width) if generation is not None else 0
+    if generation is not None:
+        g = generation
+        how["generation"] = (f"dev evaluation: {g.batch_size} dialogues × {g.num_beams} beams × ({g.source_len} + "
+                             f"{g.max_new_tokens} tokens): KV cache, one layer's prefill, scores")
     return MemoryEstimate(
-        params, lora_params, int(weights), lora_weights, gradients, optimizer, activations, how=how,
+        params, lora_params, int(weights), lora_weights, gradients, optimizer, activations, generation=generated, how=how,
         batch_size=batch_size, seq_len=seq_len, gradient_checkpointing=gradient_checkpointing, quantization=quantization,
     )

@@ -310,7 +310,7 @@ def quantization_check(quantization: str, optimizer: str, cuda: bool, bitsandbyt
 
 def training_estimate(cfg: Config, model_config):
     """dsum.model.memory's estimate of the config's training step (the optimizer as a CUDA run resolves auto)."""
-    from dsum.model.memory import estimate_training_memory
+    from dsum.model.memory import estimate_training_memory, eval_generation
     from dsum.model.tokenization import is_decoder_only
     from dsum.verbs.trainer import optimizer_name
 
@@ -321,7 +321,7 @@ def training_estimate(cfg: Config, model_config):
         model_config, cfg.lora, cfg.lora.quantization if cfg.lora is not None else "none", t.batch_size,
         m.max_source_length + m.max_target_length if decoder_only else m.max_source_length,
         t.gradient_checkpointing, paged, t.precision, target_len=None if decoder_only else m.max_target_length,
-        label_tokens=label_positions(cfg) if decoder_only else None,
+        label_tokens=label_positions(cfg) if decoder_only else None, generation=eval_generation(cfg),
     )
 
 
