@@ -212,8 +212,9 @@ def generation_bytes(config, gen: EvalGeneration, value_bytes: int = 2) -> int:
     (k·b·s tokens; encoder-decoder: the encoder over b·s, before the beams are made), counted as Korthikanti's
     34 bytes a 16-bit value of the hidden size (activation_bytes) without the attention matrix (SDPA keeps none).
     The scores: each sequence's logits at one position (generate asks for the last only), fp32 and log-softmaxed
-    (LOGIT_BYTES). Measured with SmolLM2-135M (30 layers, hidden 576, 3 kv heads of 64) fp32 on the CPU, 32 × 4
-    beams, 512 + 160 tokens (benchmarks/train_memory.py): 2.2 GB of prefill and scores over the cache (2.6 GB here).
+    (LOGIT_BYTES). Measured with SmolLM2-135M (hidden 576, 3 kv heads of 64) fp32 on the CPU (benchmarks/train_memory.py,
+    malloc's live bytes): its first 2 layers, 32 dialogues × 4 beams, 512 + 160 tokens: 2.48 GB (counted here 2.90);
+    all 30 layers, 2 × 4 beams, 419 + 160: 0.27 GB (counted 0.35). At 30 layers and 32 × 4 the cache alone is 3.96 GB.
 
     b and s are training.eval_batch_size and model.max_source_length: the batch of the longest dialogues, exact
     for fixed batches. Token-budget batches (generation.batch_by_tokens) of shorter dialogues hold more rows (at

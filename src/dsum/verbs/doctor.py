@@ -309,7 +309,8 @@ def quantization_check(quantization: str, optimizer: str, cuda: bool, bitsandbyt
 
 
 def training_estimate(cfg: Config, model_config):
-    """dsum.model.memory's estimate of the config's training step (the optimizer as a CUDA run resolves auto)."""
+    """dsum.model.memory's estimate of the config's training step and dev evaluation (optimizer as CUDA resolves auto)."""
+    from dsum.model.loading import with_model_defaults
     from dsum.model.memory import estimate_training_memory, eval_generation
     from dsum.model.tokenization import is_decoder_only
     from dsum.verbs.trainer import optimizer_name
@@ -321,7 +322,8 @@ def training_estimate(cfg: Config, model_config):
         model_config, cfg.lora, cfg.lora.quantization if cfg.lora is not None else "none", t.batch_size,
         m.max_source_length + m.max_target_length if decoder_only else m.max_source_length,
         t.gradient_checkpointing, paged, t.precision, target_len=None if decoder_only else m.max_target_length,
-        label_tokens=label_positions(cfg) if decoder_only else None, generation=eval_generation(cfg),
+        label_tokens=label_positions(cfg) if decoder_only else None,
+        generation=eval_generation(with_model_defaults(cfg, model_config)),  # a decoder-only model's 160 new tokens
     )
 
 
