@@ -31,12 +31,13 @@ if TYPE_CHECKING:
     from dsum.config import Config
     from dsum.data.check import FileReport
     from dsum.report.build import ReportFiles
+    from dsum.report.inspect_build import InspectFiles
     from dsum.metric.rouge import Score
 
 __version__ = version("dsum")
 
 __all__ = [
-    "UserError", "check_data", "check_submission", "eda", "list_runs", "load_config", "mbr", "predict", "score",
+    "UserError", "check_data", "check_submission", "eda", "inspect", "list_runs", "load_config", "mbr", "predict", "score",
     "set_verbosity", "train", "tune", "__version__",
 ]
 
@@ -123,6 +124,19 @@ def eda(cfg: Config, out: str | Path = "reports/eda", workers: int | None = None
     from dsum.report.build import build_report
 
     return build_report(cfg, Path(out), workers=workers or default_workers())
+
+
+@_api
+def inspect(
+    run: str | Path, run_b: str | Path | None = None, dev: str | Path | None = None, out: str | Path | None = None,
+    runs_dir: str | Path = "runs", analyser: str = "mecab",
+) -> InspectFiles:
+    """`dsum inspect`: the offline page of a run's dev predictions (a run, a K-fold parent, or a predictions
+    file with its `dev` file), or of two systems on the same rows; returns .html, .json and .data (the
+    numbers of inspect.json: .data["systems"], ["buckets"], ["flags"], ["comparison"], ["table"])."""
+    from dsum.report.inspect_build import build_inspect
+
+    return build_inspect(run, run_b, dev, out, runs_dir, analyser)
 
 
 @_api

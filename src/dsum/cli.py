@@ -295,6 +295,31 @@ def eda(
     print(f"numbers: {files.json} (per-example lengths: {files.lengths})")
 
 
+# --- dsum inspect (issue 26) ----------------------------------------------------------------
+@app.command("inspect")
+def inspect_outputs(
+    run: str = typer.Argument(..., help="A run (name under --dir or directory), a K-fold parent (runs/<name>-folds) or a predictions file."),
+    run_b: Optional[str] = typer.Argument(None, help="A second system on the same dev rows: the page compares them (B − A)."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="The dev file of a predictions file (dialogues, references, topics); a run's default: its config's data.dev."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The page (.html; inspect.json beside it). Default: <run>/inspect.html, <file>_inspect.html, or inspect_A_vs_B.html beside A."),
+    runs_dir: Path = typer.Option(Path("runs"), "--dir", help="The runs directory where run names are looked up."),
+    analyser: str = typer.Option("mecab", "--analyser", help="Morpheme analyser of the metric: mecab (the board's), kiwi or whitespace."),
+) -> None:
+    """One offline HTML page of where a model's dev summaries go wrong, or of two systems side by side.
+
+    The score with its bootstrap interval, scores by bucket, error flags (empty, leftover tokens, cut,
+    repetition, speaker tags, PII tokens, other scripts, length outliers), morphemes missed and
+    over-produced, a table of every row; a row opens with the board's ROUGE matches highlighted.
+    Writes inspect.json with every number shown.
+
+    Example: dsum inspect demo demo-2
+    """
+    from dsum.report.inspect_build import build_inspect
+
+    render.inspected(build_inspect(run, run_b, dev, out, runs_dir, analyser))
+# --- end dsum inspect ------------------------------------------------------------------------
+
+
 @app.command("tune")
 def tune(
     config: Path = ConfigOption,

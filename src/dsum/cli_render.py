@@ -216,3 +216,22 @@ def llm_report(stats: RunStats, split: str) -> None:
     table.add_row("seconds", f"{stats.elapsed_s:.1f}")
     if logging.getLogger("dsum").isEnabledFor(logging.INFO):  # -q hides it
         Console(stderr=True, width=100).print(table)
+
+
+# --- dsum inspect (issue 26) ----------------------------------------------------------------
+def inspected(files) -> None:
+    """`dsum inspect`: each system's score and flagged rows, B − A when two, the files."""
+    data = files.data
+    for system in data["systems"]:
+        i = system["interval"]
+        flagged = sum(1 for row in data["table"]["rows"]
+                      for k, s in enumerate(data["systems"]) if s is system and row[data["table"]["columns"].index(f"flags{k}")])
+        print(f"{system['label']}: board score {system['score']:.2f} (95% interval {i['low']:.2f} .. {i['high']:.2f}); "
+              f"{flagged} of {data['rows_total']} rows flagged")
+    if data["comparison"] is not None:
+        c = data["comparison"]
+        print(f"B − A {c['bootstrap']['diff']:+.2f} (95% interval {c['bootstrap']['low']:+.2f} .. {c['bootstrap']['high']:+.2f}); "
+              f"B wins {c['wins']} rows, ties {c['ties']}, loses {c['losses']}")
+    print(f"page: {files.html}")
+    print(f"numbers: {files.json}")
+

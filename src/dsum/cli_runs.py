@@ -45,6 +45,7 @@ def runs_compare(
     run_b: str = typer.Argument(..., help="The run to compare it with."),
     runs_dir: Path = RunsDirOption,
     out: Optional[Path] = typer.Option(None, "--out", help="PNG of both learning curves (default: <dir>/compare_A_vs_B.png)."),
+    html: bool = typer.Option(False, "--html", help="Also the dsum inspect page of the two runs' dev predictions (<dir>/inspect_A_vs_B.html)."),
 ) -> None:
     """Config keys that differ, metrics side by side (B − A), and a PNG of both learning curves.
 
@@ -52,8 +53,15 @@ def runs_compare(
     1,000 resamples: the difference, its 95% interval, how often B wins) and each run's spread over
     random topic halves of dev (the board splits public/private by topic).
 
+    --html also writes the page of `dsum inspect A B` (row by row, buckets, flags, side by side).
+
     Example: dsum runs compare demo demo-2
     """
     from dsum.runs.read import compare_runs
 
-    render.comparison(compare_runs(run_a, run_b, runs_dir, out))
+    result = compare_runs(run_a, run_b, runs_dir, out)
+    render.comparison(result)
+    if html:  # issue 26: the inspect page of the same two runs
+        from dsum.report.inspect_build import build_inspect
+
+        render.inspected(build_inspect(result.a, result.b, runs_dir=runs_dir))

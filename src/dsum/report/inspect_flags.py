@@ -36,7 +36,8 @@ SHORT_RATIO, LONG_RATIO = 0.5, 2.0
 SPECIAL = re.compile(r"<\|?/?[A-Za-z_][A-Za-z0-9_]*\|?>")
 PERSON = re.compile(r"#Person\d+#")
 SENTENCE_END = re.compile(r"[.!?…。？！][\"'”’)\]」』]*\s*$")
-PLACEHOLDER = re.compile(r"(?<![#\w])(?:[AB]|Person\s?\d+|P\d|화자\s?\d*|사람\s?\d+)(?![\w#])")
+# Korean particles attach to a placeholder ("A는"), so only Latin letters, digits and # may not follow it.
+PLACEHOLDER = re.compile(r"(?<![#A-Za-z0-9])(?:[AB]|Person\s?\d+|P\d|화자\s?\d*|사람\s?\d+)(?![A-Za-z0-9#])")
 FOREIGN = re.compile(r"[^\W\d_가-힣ㄱ-ㅎㅏ-ㅣ]+")  # letters that are not Hangul
 
 
@@ -69,7 +70,8 @@ def row_flags(prediction: str, references: Sequence[str], dialogue: str, tokens:
         flags["repetition"] = repeated
     flags.update(_speaker_flags(visible, references, dialogue))
     flags.update(_pii_flags(visible, references, dialogue))
-    foreign = [w for w in FOREIGN.findall(TOKEN_PATTERN.sub(" ", visible)) if w not in dialogue]
+    plain = PLACEHOLDER.sub(" ", TOKEN_PATTERN.sub(" ", visible))  # placeholders have their own flag
+    foreign = [w for w in FOREIGN.findall(plain) if w not in dialogue]
     if foreign:
         flags["non_hangul"] = " ".join(dict.fromkeys(foreign))
     reference_chars = sum(len(r) for r in references) / len(references) if references else 0
