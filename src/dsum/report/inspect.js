@@ -1,6 +1,6 @@
 // dsum inspect: the table of rows and the opened row, drawn from the embedded JSON (inspect.json's dict).
 // Every text from the data goes into the page as a text node (never as HTML). The view lives in the
-// URL's hash (#row=dev_3&q=...&flag=...&topic=...&min=..&max=..&on=score0&sort=score0&desc=1&page=2&hl=u),
+// URL's hash (#row=dev_3&q=...&flag=...&topic=...&min=..&max=..&on=score0&sort=score0&desc=1&page=2&hl=u&per=50),
 // so a link or a test opens a given view.
 (function () {
   "use strict";
@@ -11,7 +11,6 @@
   const N = DATA.systems.length;
   const FLAGS = DATA.flag_names.map((f) => f.flag);
   const LETTER = N === 2 ? ["A ", "B "] : [""];
-  const PAGE = 50;
   const BITS = { u: 1, b: 2, l: 4, n: 8 };
 
   function el(tag, attrs, ...children) {
@@ -32,19 +31,24 @@
       row: p.get("row"), q: p.get("q") || "", flag: p.get("flag") || "", topic: p.get("topic") || "",
       min: p.get("min") || "", max: p.get("max") || "", on: p.get("on") || "score0",
       sort: p.get("sort") || "", desc: p.get("desc") === "1", page: Math.max(1, parseInt(p.get("page") || "1", 10) || 1),
-      hl: p.get("hl") || "u", hall: p.get("hall") !== "0",
+      hl: p.get("hl") || "u", hall: p.get("hall") !== "0", per: Math.max(1, parseInt(p.get("per") || "50", 10) || 50),
     };
   }
 
   function setState(patch) {
+    location.hash = hashWith(patch);
+  }
+
+  // The hash of the current view changed by `patch` (defaults left out).
+  function hashWith(patch) {
     const s = Object.assign(state(), patch);
     const p = new URLSearchParams();
-    const defaults = { on: "score0", page: 1, hl: "u", hall: true, desc: false };
+    const defaults = { on: "score0", page: 1, hl: "u", hall: true, desc: false, per: 50 };
     for (const [k, v] of Object.entries(s)) {
       if (v === null || v === "" || defaults[k] === v) continue;
       p.set(k, typeof v === "boolean" ? (v ? "1" : "0") : String(v));
     }
-    location.hash = p.toString();
+    return p.toString();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -130,7 +134,7 @@
 
   function cell(r, key) {
     const v = r[IDX[key]];
-    if (key === "fname") return el("td", {}, el("a", { href: "#row=" + encodeURIComponent(v), class: "rowlink" }, v));
+    if (key === "fname") return el("td", {}, el("a", { href: "#" + hashWith({ row: v }), class: "rowlink" }, v));
     if (key.startsWith("flags")) return el("td", {}, ...flagBadges(v, Number(key.slice(5))));
     if (key.startsWith("prediction")) return el("td", { class: "p" }, v.length > 120 ? v.slice(0, 120) + "…" : v);
     if (typeof v === "number") return el("td", { class: "n" }, key.startsWith("rouge") ? v.toFixed(4) : Number.isInteger(v) ? String(v) : v.toFixed(2));
@@ -140,6 +144,7 @@
   function renderTable(s) {
     for (const k of ["q", "flag", "topic", "on", "min", "max"]) if (document.activeElement !== controls[k]) controls[k].value = s[k];
     const rows = view(s);
+    const PAGE = s.per;
     const pages = Math.max(1, Math.ceil(rows.length / PAGE));
     const page = Math.min(s.page, pages);
     controls.count.textContent = `${rows.length} of ${ROWS.length} rows · page ${page} of ${pages}`;
