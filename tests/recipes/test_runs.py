@@ -238,3 +238,39 @@ def test_predict_candidates_writes_the_k_best_beams_for_mbr(runs, tmp_path, monk
     assert pd.read_csv(again, dtype={"summary": str}, keep_default_na=False).equals(sampled)
     with pytest.raises(UserError, match=r"--candidates 3: .*1 ≤ K ≤ generation.num_beams \(2\)"):
         predict(cfg, runs / "demo", "dev", out, candidates=3)
+
+
+# --- dsum inspect on the two runs (issue 26) ----------------------------------------------------
+
+
+def test_inspect_a_run_and_runs_compare_html_agree_with_runs_compare(runs, tmp_path):
+    """The page's numbers are those of the run's own dev scoring and of `dsum runs compare`; a summary cut
+    at generation.max_new_tokens is counted with the run's tokenizer."""
+    from transformers import AutoTokenizer
+
+    result = run_dsum("inspect", "demo", "--dir", str(runs))
+    assert result.returncode == 0, result.stderr
+    assert f"page: {runs / 'demo' / 'inspect.html'}" in result.stdout
+    data = json.loads((runs / "demo" / "inspect.json").read_text())
+    system = data["systems"][0]
+    assert system["score"] == pytest.approx(_metrics(runs / "demo")["dev"]["score"], rel=1e-12)
+    written = pd.read_csv(runs / "demo" / "dev_predictions.csv")
+    table = pd.DataFrame(data["table"]["rows"], columns=data["table"]["columns"])
+    assert table["fname"].tolist() == written["fname"].tolist()
+    assert table["score0"].tolist() == pytest.approx(written["score"].tolist(), abs=1e-4)
+    assert set(table["topic"]) == set(pd.read_csv(REPO / "data/sample/dev.csv")["topic"])  # from the config's dev file
+
+    cfg = load_config(runs / "demo" / "config.yaml")
+    tokenizer = AutoTokenizer.from_pretrained(runs / "demo" / "checkpoint-best")
+    hit = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) >= cfg.generation.max_new_tokens for p in written["prediction"])
+    assert next(f for f in data["flags"] if f["flag"] == "max_new_tokens")["counts"] == [hit]
+
+    compared = run_dsum("runs", "compare", "demo", "demo-2", "--dir", str(runs), "--out", str(tmp_path / "c.png"), "--html")
+    assert compared.returncode == 0, compared.stderr
+    assert f"page: {runs / 'inspect_demo_vs_demo-2.html'}" in compared.stdout
+    pair = json.loads((runs / "inspect_demo_vs_demo-2.json").read_text())
+    comparison = compare_runs("demo", "demo-2", runs, tmp_path / "c.png")
+    assert pair["comparison"]["bootstrap"] == comparison.bootstrap.to_dict()
+    for s in pair["systems"]:
+        assert s["halves"] == comparison.halves[s["label"]].to_dict()
+    assert f"B − A {comparison.bootstrap.diff:+.2f}" in compared.stdout
