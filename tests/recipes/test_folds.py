@@ -107,3 +107,13 @@ def test_folds_train_score_submit_and_rerun_only_unfinished(tmp_path, monkeypatc
     assert calls == [("fold-2", {})]
     assert (parent / "fold-2" / "metrics.json").is_file() and not (parent / "fold-2-2").exists()
     assert (parent / "fold-1" / "metrics.json").stat().st_mtime_ns == fold1
+
+    # dsum inspect on the K-fold parent: the out-of-fold rows, their dialogues and topics from data/fold-k/dev.csv.
+    import dsum
+
+    page = dsum.inspect(parent)
+    assert page.html == parent / "inspect.html" and page.json.is_file()
+    oof = pd.read_csv(parent / "oof_predictions.csv", keep_default_na=False)
+    assert page.data["rows_total"] == 80 and page.data["systems"][0]["kind"] == "folds"
+    assert page.data["systems"][0]["score"] == pytest.approx(json.loads((parent / "folds.json").read_text())["oof"]["score"], rel=1e-12)
+    assert {r[1] for r in page.data["table"]["rows"]} == set(gold[gold["fname"].isin(oof["fname"])]["topic"])
