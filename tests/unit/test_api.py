@@ -16,7 +16,7 @@ from dsum.cli import app
 from dsum.config import json_schema, path_fields, project_root
 
 DEMO = REPO / "configs" / "demo.yaml"
-API = ["load_config", "train", "predict", "score", "tune", "eda", "check_data", "check_submission", "list_runs",
+API = ["load_config", "train", "predict", "score", "tune", "eda", "inspect", "check_data", "check_submission", "list_runs",
        "set_verbosity"]
 
 

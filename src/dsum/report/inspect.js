@@ -275,4 +275,5 @@
   });
   render();
   document.body.dataset.ready = "1";
+  document.body.dataset.readyMs = String(Math.round(performance.now()));  // navigation start to a drawn table
 })();

@@ -200,7 +200,7 @@ def _buckets(rows: dict, scored: list[dict], order: list[str]) -> list[dict]:
         for label, members in _ratio_buckets(ratio):
             systems: list = [None] * len(scored)
             systems[k] = interval({f: sc["scores"][f] for f in members})
-            out.append({"by": f"prediction / reference characters ({k and 'B' or 'A'})" if len(scored) == 2
+            out.append({"by": f"prediction / reference characters ({'AB'[k]})" if len(scored) == 2
                         else "prediction / reference characters", "label": label, "rows": len(members), "systems": systems})
     return out
 

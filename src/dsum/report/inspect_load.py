@@ -112,7 +112,7 @@ def _examples(path: Path, predictions: dict[str, str], dev: Path | None) -> list
                             "give the dev file these predictions were made on (--dev)")
         return [by_fname[f] for f in predictions]
     table = read_table(path)
-    references = [c for c in table.columns if c == "reference" or c.startswith("reference")] or summary_columns(table.columns)
+    references = [c for c in table.columns if c.startswith("reference")] or summary_columns(table.columns)
     if "dialogue" not in table.columns or not references or "prediction" not in table.columns:
         raise UserError(f"{path} holds no dialogues and references: give the dev file they belong to with --dev data/dev.csv")
     return [Example(row["fname"], row["dialogue"], tuple(row[c] for c in references if row[c].strip()), None)
