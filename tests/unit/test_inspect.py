@@ -61,6 +61,14 @@ def test_each_flag_is_counted_on_the_rows_that_hold_it(tmp_path):
     assert data["details"]["special"]["systems"][0]["flags"]["special_tokens"] == "</s> <unused68> <|im_end|>"
 
 
+def test_a_latin_name_written_in_hangul():
+    reference = "#Person1#은 Jayden에게 돈을 빌리려 하지만 Jayden도 여유가 없다."
+    dialogue = "#Person1#: 저기, Jayden... 나 부탁 하나 해줄 수 있어?\n#Person2#: 뭐야?"
+    assert row_flags("#Person1#은 제이든에게 돈을 빌리려 하지만 제이든도 여유가 없다.", [reference], dialogue) == {
+        "name_spelling": "reference Jayden, prediction 제이든"}
+    assert row_flags("#Person1#은 Jayden에게 돈을 빌리려 하지만 그도 여유가 없다.", [reference], dialogue) == {}
+
+
 def test_cut_at_max_new_tokens_needs_the_token_count():
     assert row_flags(OK, [REFERENCE], DIALOGUE, tokens=30, max_new_tokens=30) == {"max_new_tokens": "30 tokens, max_new_tokens 30"}
     assert row_flags(OK, [REFERENCE], DIALOGUE, tokens=29, max_new_tokens=30) == {}

@@ -268,12 +268,14 @@
   }
 
   buildControls(document.getElementById("table-view"));
-  window.addEventListener("hashchange", () => {
-    render();
+  // A filtered view shows the table (also when the page opens on one).
+  function showTable() {
     const s = state();
-    if (!s.row && (s.flag || s.q || s.topic)) document.getElementById("rows").scrollIntoView();
-  });
+    if (!s.row && (s.flag || s.q || s.topic || s.sort)) document.getElementById("rows").scrollIntoView();
+  }
+  window.addEventListener("hashchange", () => { render(); showTable(); });
   render();
+  showTable();
   document.body.dataset.ready = "1";
   document.body.dataset.readyMs = String(Math.round(performance.now()));  // navigation start to a drawn table
 })();

@@ -23,6 +23,7 @@ FLAGS = (
     ("person_not_in_dialogue", "#PersonN# that the dialogue does not have"),
     ("placeholder", "A/B, Person1, 화자1… written instead of #PersonN#"),
     ("name_for_tag", "a person's name while a speaker tag of the reference is missing"),
+    ("name_spelling", "a name the reference writes in Latin letters (Jayden) written in Hangul (제이든)"),
     ("pii_dropped", "PII token of the reference (#PhoneNumber#…) missing"),
     ("pii_invented", "PII token that the dialogue does not have"),
     ("non_hangul", "letters of another script (Latin, Han, kana…) that the dialogue does not hold"),
@@ -35,6 +36,7 @@ SHORT_RATIO, LONG_RATIO = 0.5, 2.0
 # <usr>, </s>, <pad>, <unused68>, <|im_end|>, <|endoftext|>, <extra_id_0>: what a decoder leaves behind.
 SPECIAL = re.compile(r"<\|?/?[A-Za-z_][A-Za-z0-9_]*\|?>")
 PERSON = re.compile(r"#Person\d+#")
+LATIN_NAME = re.compile(r"(?<![A-Za-z#])[A-Z][a-z]+(?![A-Za-z#])")
 SENTENCE_END = re.compile(r"[.!?…。？！][\"'”’)\]」』]*\s*$")
 # Korean particles attach to a placeholder ("A는"), so only Latin letters, digits and # may not follow it.
 PLACEHOLDER = re.compile(r"(?<![#A-Za-z0-9])(?:[AB]|Person\s?\d+|P\d|화자\s?\d*|사람\s?\d+)(?![A-Za-z0-9#])")
@@ -69,6 +71,9 @@ def row_flags(prediction: str, references: Sequence[str], dialogue: str, tokens:
     if repeated:
         flags["repetition"] = repeated
     flags.update(_speaker_flags(visible, references, dialogue))
+    spelling = name_spelling(visible, references)
+    if spelling:
+        flags["name_spelling"] = spelling
     flags.update(_pii_flags(visible, references, dialogue))
     plain = PLACEHOLDER.sub(" ", TOKEN_PATTERN.sub(" ", visible))  # placeholders have their own flag
     foreign = [w for w in FOREIGN.findall(plain) if w not in dialogue]
@@ -118,6 +123,17 @@ def _speaker_flags(text: str, references: Sequence[str], dialogue: str) -> dict[
     return flags
 
 
+def name_spelling(text: str, references: Sequence[str]) -> str | None:
+    """Latin-letter names of the references missing from `text` while it names someone in Hangul that
+    the references do not (the board compares morphemes: 제이든 never matches Jayden)."""
+    written = " ".join(references)
+    missing = [n for n in dict.fromkeys(LATIN_NAME.findall(written)) if n not in text]
+    if not missing:
+        return None
+    hangul = [n for n in person_names(text) if not n.isascii() and n not in written]
+    return f"reference {' '.join(missing)}, prediction {' '.join(hangul)}" if hangul else None
+
+
 def _pii_flags(text: str, references: Sequence[str], dialogue: str) -> dict[str, str]:
     flags = {}
     in_prediction = pii_of(text)
@@ -141,7 +157,8 @@ def person_names(text: str) -> list[str]:
     """Person names in `text`: mecab-ko-dic's proper nouns of class 인명 (김민수), and capitalised Latin
     words (Tom) outside #...# tokens."""
     names = []
-    for line in _tagger().parse(TOKEN_PATTERN.sub(" ", text)).splitlines():
+    # A tag becomes an ordinary noun: removed, the particle after it ("은") would read as a given name.
+    for line in _tagger().parse(TOKEN_PATTERN.sub(" 사람", text)).splitlines():
         if line == "EOS":
             break
         surface, _, features = line.partition("\t")
