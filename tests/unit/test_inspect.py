@@ -183,3 +183,13 @@ def test_a_predictions_file_without_dialogues_needs_the_dev_file(tmp_path):
     bad_out = run_dsum("inspect", str(pred), "--dev", str(tmp_path / "dev.csv"), "--out", str(tmp_path / "page.txt"))
     assert bad_out.returncode == 2 and "give the page an .html name" in bad_out.stderr
     assert not (tmp_path / "page.txt").exists() and not (tmp_path / "page.json").exists()
+
+
+def test_two_systems_must_hold_the_same_rows(tmp_path):
+    pred, dev = _write(tmp_path)
+    fewer = pd.read_csv(pred, dtype=str, keep_default_na=False).iloc[:-2]
+    fewer.to_csv(tmp_path / "fewer.csv", index=False)
+    result = run_dsum("inspect", str(pred), str(tmp_path / "fewer.csv"), "--dev", str(dev), "--out", str(tmp_path / "ab.html"))
+    assert result.returncode == 2 and not (tmp_path / "ab.html").exists()
+    assert result.stderr.strip() == ("error: pred and fewer do not hold the same dev rows (2 only in pred, 0 only in fewer): "
+                                     "compare systems that predicted the same dev file")

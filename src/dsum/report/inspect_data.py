@@ -314,4 +314,6 @@ def _details(order, examples, systems, scored, data, analysed: Analysed) -> tupl
 
 
 def _content(analysed: Analysed, text: str) -> set[str]:
-    return {w for w in analysed.morphs(text) if not set(w) <= PUNCTUATION}
+    """The text's morphemes without punctuation; a #...# tag (four morphemes for mecab) counts as one."""
+    tags = set(TOKEN_PATTERN.findall(text))
+    return tags | {w for w in analysed.morphs(TOKEN_PATTERN.sub(" ", text)) if not set(w) <= PUNCTUATION}
