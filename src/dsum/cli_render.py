@@ -222,10 +222,11 @@ def llm_report(stats: RunStats, split: str) -> None:
 def inspected(files) -> None:
     """`dsum inspect`: each system's score and flagged rows, B − A when two, the files."""
     data = files.data
-    for system in data["systems"]:
+    columns = data["table"]["columns"]
+    for k, system in enumerate(data["systems"]):
         i = system["interval"]
-        flagged = sum(1 for row in data["table"]["rows"]
-                      for k, s in enumerate(data["systems"]) if s is system and row[data["table"]["columns"].index(f"flags{k}")])
+        flags = columns.index(f"flags{k}")
+        flagged = sum(1 for row in data["table"]["rows"] if row[flags])
         print(f"{system['label']}: board score {system['score']:.2f} (95% interval {i['low']:.2f} .. {i['high']:.2f}); "
               f"{flagged} of {data['rows_total']} rows flagged")
     if data["comparison"] is not None:

@@ -193,3 +193,23 @@ def test_two_systems_must_hold_the_same_rows(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "ab.html").exists()
     assert result.stderr.strip() == ("error: pred and fewer do not hold the same dev rows (2 only in pred, 0 only in fewer): "
                                      "compare systems that predicted the same dev file")
+
+
+def test_beyond_the_cap_only_worst_best_and_flagged_rows_carry_texts(tmp_path, monkeypatch):
+    """What a 12,457-row page embeds, on a small cap: every row in the table, texts for the worst, the best
+    and the flagged rows (lowest scores first)."""
+    import dsum
+    import dsum.report.inspect_data as inspect_data
+
+    for name, value in (("DETAIL_ALL", 5), ("DETAIL_WORST", 2), ("DETAIL_BEST", 1), ("DETAIL_FLAGGED", 3)):
+        monkeypatch.setattr(inspect_data, name, value)
+    pred, dev = _write(tmp_path)
+    data = dsum.inspect(pred, dev=dev, out=tmp_path / "capped.html").data
+    columns = data["table"]["columns"]
+    rows = data["table"]["rows"]
+    assert len(rows) == len(CASES)
+    by_score = [r[0] for r in sorted(rows, key=lambda r: r[columns.index("score0")])]
+    flagged = [f for f in by_score if CASES[f][1]]
+    expected = set(by_score[:2]) | {by_score[-1]} | set(flagged[:3])
+    assert set(data["details"]) == expected
+    assert data["details_note"].startswith(f"texts and highlights of {len(expected)} of {len(CASES)} rows are embedded")

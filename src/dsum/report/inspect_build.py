@@ -44,7 +44,7 @@ def build_inspect(
     json_path = html.with_suffix(".json")
     write_json(json_path, data)
     atomic_write_text(html, render_inspect(data))
-    log.info("inspect: %d rows in %.1f s", data["rows_total"], data["seconds"])
+    log.debug("inspect: %d rows in %.1f s", data["rows_total"], data["seconds"])
     return InspectFiles(html, json_path, data)
 
 
