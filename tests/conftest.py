@@ -28,6 +28,17 @@ TINY = [
 ]
 
 
+def demo_llm_overrides(out: Path, *extra: str) -> dict:
+    """configs/demo-llm.yaml made smaller: trains in seconds, still evaluates by generation and submits."""
+    settings = {
+        "general.output_dir": str(out), "training.epochs": 2, "training.logging_steps": 2,
+        "model.tiny.d_model": 32, "model.tiny.layers": 1, "model.tiny.ffn_dim": 64, "model.tiny.vocab_size": 800,
+        "generation.max_new_tokens": 24, "training.eval_subset": 8,
+    }
+    settings.update(dict(item.split("=", 1) for item in extra))
+    return settings
+
+
 def input_dependent(model, seed: int = 1):
     """Weights of std 0.3, in eval mode: an untrained tiny model at its own init (0.02) writes the same
     summary for every dialogue, which would make any equality of outputs meaningless."""
@@ -117,6 +128,58 @@ def qwen3_standin(tmp_path_factory) -> Path:
     from standins import QWEN3, build_causal_standin
 
     return build_causal_standin(QWEN3, tmp_path_factory.mktemp("qwen3") / "standin")
+
+
+class DemoConsole:
+    """What the demo and demo-llm commands printed, command by command: {args: (stdout, stderr)}; the runs' folder."""
+
+    def __init__(self, out: Path, commands: list[list[str]], stdout: str, stderr: str):
+        from console_session import MARK
+
+        self.out, self.commands = out, commands
+
+        def split(text: str) -> dict[str, str]:
+            parts = text.split(MARK)[1:]
+            return {part.split("\n", 1)[0]: part.split("\n", 1)[1] if "\n" in part else "" for part in parts}
+
+        self.stdout, self.stderr = split(stdout), split(stderr)
+
+    def printed(self, args: list[str]) -> tuple[str, str]:
+        import json
+
+        key = json.dumps(args)
+        return self.stdout.get(key, ""), self.stderr.get(key, "")
+
+
+@pytest.fixture(scope="session")
+def demo_console(tmp_path_factory) -> DemoConsole:
+    """The demo and demo-llm recipes (shrunk: TINY, demo_llm_overrides) as a user runs them: train, predict, export,
+    some with -q, all in one fresh interpreter (tests/console_session.py). Runs: out/runs/demo, out/demo-llm."""
+    import json
+
+    from console_session import MARK
+
+    out = tmp_path_factory.mktemp("console")
+    demo = [item for setting in tiny_overrides(out) for item in ("--set", setting)]
+    llm = [item for key, value in demo_llm_overrides(out).items() for item in ("--set", f"{key}={value}")]
+    commands = [
+        ["train", "-c", "configs/demo.yaml", *demo],
+        ["-q", "predict", "-c", "configs/demo.yaml", *demo, "--checkpoint", str(out / "runs/demo"), "--split", "dev",
+         "--out", str(out / "demo-dev.csv")],
+        ["export", str(out / "runs/demo"), str(out / "demo-export")],
+        ["-q", "train", "-c", "configs/demo-llm.yaml", *llm],
+        ["predict", "-c", "configs/demo-llm.yaml", *llm, "--checkpoint", str(out / "demo-llm"), "--split", "dev",
+         "--out", str(out / "demo-llm-dev.csv")],
+        ["export", str(out / "demo-llm"), str(out / "demo-llm-merged"), "--merge"],
+    ]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "console_session.py"), json.dumps(commands)], cwd=REPO,
+        capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "100"},
+    )
+    (out / "stdout.txt").write_text(done.stdout)  # for a look when a test fails
+    (out / "stderr.txt").write_text(done.stderr)
+    assert done.returncode == 0 and f"{MARK}exit" not in done.stderr, done.stderr[-3000:]
+    return DemoConsole(out, commands, done.stdout, done.stderr)
 
 
 def pytest_collection_modifyitems(items):

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from dsum import cli_render as render
+from dsum.cli_help import tidy_help
 from dsum.cli_runs import runs_app
 from dsum.util.errors import UserError
 
@@ -193,7 +194,7 @@ def train(
         print(f"folds: {parent}")
         return
     run_dir = run_training(cfg, resume=resume_dir or resume)
-    print(f"run directory: {run_dir}")
+    render.train_result(run_dir)
 
 
 @app.command("predict")
@@ -463,9 +464,14 @@ def augment(
     render.augment(augment_file(_load(config, set_), method, out=out, limit=limit, use_cache=not no_cache))
 
 
+tidy_help(app)  # plain help text, wrapped once, no Python types (dsum.cli_help)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     from dsum.util.envfile import load_env_file
+
+    tidy_help(app)  # again: a command defined below the call above (each is tidied once)
 
     load_env_file()  # secrets (UPSTAGE_API_KEY, WANDB_API_KEY) from .env, never from configs
     try:

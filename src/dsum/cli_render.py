@@ -63,6 +63,20 @@ def dev_score(score: dict | Any, rows: bool = False) -> str:
     return f"dev board score {get('score'):.2f} (R1 {get('rouge1'):.4f} R2 {get('rouge2'):.4f} RL {get('rougeL'):.4f}{tail})"
 
 
+def train_result(run_dir: Path) -> None:
+    """`dsum train`'s result lines. The run logs its dev score and submission as it goes; under -q (no log lines)
+    they are printed here, from metrics.json."""
+    from dsum.util.verbosity import is_quiet
+
+    metrics_file = Path(run_dir) / "metrics.json"
+    if is_quiet() and metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        print(dev_score(metrics["dev"]))
+        if metrics.get("submission"):
+            print(f"submission: {metrics['submission']}")
+    print(f"run directory: {run_dir}")
+
+
 def folds(parent: Path) -> None:
     """`dsum train --folds K`: each fold's held-out score and the out-of-fold score, from folds.json."""
     oof = json.loads((Path(parent) / "folds.json").read_text(encoding="utf-8"))["oof"]

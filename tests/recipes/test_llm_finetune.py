@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, input_dependent, run_dsum
+from conftest import REPO, demo_llm_overrides, input_dependent, run_dsum
 from standins import QWEN3, SOLAR
 
 from dsum.config import GenerationConfig, PromptConfig, load_config
@@ -124,22 +124,11 @@ def test_korean_checks_leave_the_data_tokens_alone():
 # --- the demo-llm recipe: a tiny qwen3 + LoRA, trained once for the tests below ---------------------
 
 
-def demo_llm_overrides(out: Path, *extra: str) -> dict:
-    settings = {
-        "general.output_dir": str(out), "training.epochs": 2, "training.logging_steps": 2,
-        "model.tiny.d_model": 32, "model.tiny.layers": 1, "model.tiny.ffn_dim": 64, "model.tiny.vocab_size": 800,
-        "generation.max_new_tokens": 24, "training.eval_subset": 8,
-    }
-    settings.update(dict(item.split("=", 1) for item in extra))
-    return settings
-
-
 @pytest.fixture(scope="module")
-def demo_llm_run(tmp_path_factory) -> tuple[Path, object]:
-    from dsum.verbs.train import train
-
-    cfg = load_config(REPO / "configs" / "demo-llm.yaml", demo_llm_overrides(tmp_path_factory.mktemp("llm")))
-    return train(cfg), cfg
+def demo_llm_run(demo_console) -> tuple[Path, object]:
+    """The shrunk demo-llm run that `dsum -q train` made in the session's console fixture (conftest.demo_console)."""
+    cfg = load_config(REPO / "configs" / "demo-llm.yaml", demo_llm_overrides(demo_console.out))
+    return demo_console.out / "demo-llm", cfg
 
 
 def test_demo_llm_keeps_the_best_adapter_and_predict_reproduces_its_dev_score(demo_llm_run, tmp_path):

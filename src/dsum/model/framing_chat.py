@@ -105,8 +105,12 @@ class ChatFraming:
         --samples, with its own settings): Qwen3's generation_config.json samples by default, and a config
         that keeps its temperature with do_sample off cannot be saved."""
         model.config.pad_token_id = self.pad
+        # bos: the tokenizer's (None for most hub chat models), as the Trainer would otherwise align it with a warning.
+        bos = self.tokenizer.bos_token_id
+        if bos is not None:
+            model.config.bos_token_id = bos
         model.generation_config.update(
-            pad_token_id=self.pad, eos_token_id=list(self.stop_ids), bos_token_id=None,
+            pad_token_id=self.pad, eos_token_id=list(self.stop_ids), bos_token_id=bos,
             do_sample=False, temperature=None, top_p=None, top_k=None,
         )
 

@@ -113,8 +113,12 @@ def apply_framing(model, framing: Framing) -> None:
     ids = dict(decoder_start_token_id=framing.decoder_start, eos_token_id=framing.eos, pad_token_id=framing.pad)
     for key, value in ids.items():
         setattr(model.config, key, value)
-    # The decoder starts from decoder_start alone: no forced <s> after it; eos is what ends a summary.
-    model.generation_config.update(**ids, forced_bos_token_id=None, bos_token_id=None)
+    # The decoder starts from decoder_start alone: no forced <s> after it; eos is what ends a summary. bos is the
+    # tokenizer's, as the Trainer would otherwise align it (with a warning) before training.
+    bos = getattr(framing.tokenizer, "bos_token_id", None)
+    if bos is not None:
+        model.config.bos_token_id = bos
+    model.generation_config.update(**ids, forced_bos_token_id=None, bos_token_id=bos)
 
 
 def _frame(tokenizer, texts: Sequence[str], prefix: tuple[int, ...], suffix: tuple[int, ...], max_length: int):

@@ -12,7 +12,8 @@ from typing import Iterable, Sequence
 
 from dsum.config import LoraConfig, ModelConfig, PromptConfig, TinyModelConfig
 from dsum.util.errors import UserError
-from dsum.model.tokenization import add_data_tokens, first_line, framing_for, is_decoder_only, load_tokenizer
+from dsum.util.hub import ask_hub_first, load_problem
+from dsum.model.tokenization import add_data_tokens, framing_for, is_decoder_only, load_tokenizer
 
 DECODER_ONLY_TINY = ("llama", "qwen3")
 # The tiny decoder-only model's tokenizer has ChatML's turn markers (prompt.chat_template uses them).
@@ -104,6 +105,9 @@ def wrap_lora(model, lora: LoraConfig, base: str | None = None):
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type=task,
         modules_to_save=lora.modules_to_save or None,
     )
+    from dsum.model.tied import note_tied_embeddings
+
+    note_tied_embeddings(model, lora.modules_to_save or [])
     model = get_peft_model(model, settings)
     if base is not None:
         model.peft_config["default"].base_model_name_or_path = base
@@ -186,6 +190,7 @@ def load_pretrained(name_or_path: str | Path, quantization: str = "none"):
     tokenizer = load_tokenizer(name_or_path)
     named = adapter_base(folder) if adapter else named
     base = local_model(named)
+    ask_hub_first(base)
     try:
         decoder_only = is_decoder_only(AutoConfig.from_pretrained(base))
         auto = AutoModelForCausalLM if decoder_only else AutoModelForSeq2SeqLM
@@ -196,7 +201,7 @@ def load_pretrained(name_or_path: str | Path, quantization: str = "none"):
             model.name_or_path = model.config.name_or_path = str(Path(named).resolve())
     except (OSError, ValueError) as exc:
         raise UserError(
-            f"cannot load model {base!r}: {first_line(exc)} "
+            f"cannot load model {base!r}: {load_problem(base, exc)} "
             "(give a local folder, a hub name reachable from here, or set model.tiny for an offline model)"
         ) from None
     if adapter:
@@ -221,11 +226,12 @@ def load_model_config(model_cfg: ModelConfig, local_only: bool = False):
 
     from dsum.model.gguf import local_model
 
+    ask_hub_first(model_cfg.name)
     try:
         return AutoConfig.from_pretrained(local_model(model_cfg.name), local_files_only=local_only)
     except (OSError, ValueError) as exc:
         raise UserError(
-            f"cannot load the config of model {model_cfg.name!r}: {first_line(exc)} "
+            f"cannot load the config of model {model_cfg.name!r}: {load_problem(model_cfg.name, exc)} "
             "(give a local folder, a hub name reachable from here, or set model.tiny for an offline model)"
         ) from None
 

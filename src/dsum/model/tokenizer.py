@@ -13,6 +13,7 @@ from typing import Sequence
 
 from dsum.data.text import TOKEN_PATTERN
 from dsum.util.errors import UserError
+from dsum.util.hub import ask_hub_first, load_problem
 
 # A control token: `<s>`, `<usr>`, `<unused7>`, `<extra_id_0>`, `<|im_end|>`, `[CLS]`. KoBART also marks
 # 122 emoticons and emoji (`:-)`, `😀`, ids 107-228) as special: they are text and stay in outputs.
@@ -38,11 +39,12 @@ def load_tokenizer(name_or_path: str | Path, local_only: bool = False):
             f"{folder} holds no tokenizer (expected one of {', '.join(TOKENIZER_FILES)}); "
             "point at a model folder such as runs/<name>/checkpoint-best"
         )
+    ask_hub_first(str(name_or_path))
     try:
         return AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=local_only)
     except OSError as exc:
         raise UserError(
-            f"cannot load the tokenizer of {name_or_path!r}: {first_line(exc)} "
+            f"cannot load the tokenizer of {name_or_path!r}: {load_problem(str(name_or_path), exc)} "
             "(give a local folder, a hub name reachable from here, or set model.tiny for an offline model)"
         ) from None
     except (TypeError, ValueError) as auto_error:

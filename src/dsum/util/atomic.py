@@ -38,6 +38,13 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
+def check_new_folder(out: Path, what: str) -> None:
+    """Refuse an `out` that exists and is not an empty folder: ask before the work, new_folder asks again."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists: choose a new folder ({what} never overwrites)")
+
+
 @contextlib.contextmanager
 def new_folder(out: Path, what: str):
     """Yield a temporary folder beside `out` that becomes `out` when the block ends, or vanishes on an error.
@@ -45,8 +52,7 @@ def new_folder(out: Path, what: str):
     `out` must not exist (an empty folder is fine): what dsum writes as a folder never overwrites one.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} already exists: choose a new folder ({what} never overwrites)")
+    check_new_folder(out, what)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:

@@ -9,7 +9,8 @@ transformers reads its variable when it is first imported and dsum.verbs.tune ca
 dsum's messages go through `logging.getLogger("dsum.<module>")`; the one handler on the "dsum" logger
 (installed when dsum is imported) writes info to stdout as plain lines and warnings and errors to
 stderr as `warning: ...` / `error: ...`, to the streams of the moment (pytest's capture, a Jupyter
-cell). `quiet` leaves warnings and errors, and hides progress displays (dsum.util.progress).
+cell). `quiet` leaves warnings and errors, and hides progress displays (dsum.util.progress). The libraries'
+own progress bars and their warnings that say nothing to a user show only when verbose (dsum.util.library_noise).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import sys
 
+from dsum.util import library_noise
 from dsum.util.errors import UserError
 
 ENV = "DSUM_VERBOSITY"
@@ -78,6 +80,7 @@ def set_verbosity(level: str) -> None:
 
         transformers_logging.set_verbosity(transformers_logging.log_levels[transformers_word])
     apply_to_optuna()
+    library_noise.apply(level)
 
 
 def apply_to_optuna() -> None:
@@ -101,3 +104,4 @@ def drop_bitsandbytes_kernels_notice(record: logging.LogRecord) -> bool:
 
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(drop_bitsandbytes_kernels_notice)
 install_console_handler()
+library_noise.apply(os.environ.get(ENV) or "normal")

@@ -134,6 +134,10 @@ def check_model(model: ModelConfig) -> Check:
         return Check("model", FAIL, f"local folder {folder} has no config.json (not a save_pretrained folder)")
     if cached_config(model.name):
         return Check("model", OK, f"{model.name} is in the Hugging Face cache")
+    from dsum.util.hub import hub_reachable, unreachable_reason
+
+    if not hub_reachable():
+        return Check("model", FAIL, f"{model.name}: {unreachable_reason()}")
     from huggingface_hub import model_info
     from huggingface_hub.errors import RepositoryNotFoundError
 

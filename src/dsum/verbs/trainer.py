@@ -156,6 +156,14 @@ class DsumTrainer(Trainer):
             return loss
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """load_best_model_at_end: weights tied to a loaded one (embeddings, lm_head) are not saved, and are not
+        missing; only keys still missing after that are worth a warning."""
+        from dsum.model.tied import untied_missing_keys
+
+        kept = untied_missing_keys(self.model, load_result.missing_keys)
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=kept))
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         start = time.perf_counter()
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.dev_evaluation(self.model).items()}
@@ -243,7 +251,7 @@ def training_arguments(cfg: Config, run_dir: Path, precision: str):
         greater_is_better=True,
         train_sampling_strategy="group_by_length",
         report_to=[],
-        disable_tqdm=not is_main_process(),
+        disable_tqdm=True,  # dsum.verbs.train_progress shows the run instead
         dataloader_pin_memory=torch.cuda.is_available(),
         ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
         # Without CUDA, accelerate makes a torchrun job one DDP group (MULTI_CPU, gloo) only when told it runs on
@@ -256,10 +264,14 @@ def build_trainer(
     cfg: Config, run_dir: Path, model, tokenizer, features: Features, data: TrainData, precision: str,
     tracker: Tracker, callbacks: Sequence = (),
 ) -> DsumTrainer:
-    trainer_callbacks = [JsonlLog(run_dir / "train_log.jsonl"), TrackerLog(tracker), *callbacks]
+    from transformers import PrinterCallback, ProgressCallback
+
+    from dsum.verbs.train_progress import TrainingProgress
+
+    trainer_callbacks = [JsonlLog(run_dir / "train_log.jsonl"), TrackerLog(tracker), TrainingProgress(), *callbacks]
     if cfg.training.early_stopping_patience:
         trainer_callbacks.append(early_stopping(cfg))
-    return DsumTrainer(
+    trainer = DsumTrainer(
         model=model,
         args=training_arguments(cfg, run_dir, precision),
         train_dataset=packed_rows(cfg, features.rows) if cfg.training.packing else features.rows,
@@ -272,6 +284,9 @@ def build_trainer(
         label_only_loss=is_decoder_only(model.config),
         label_smoothing=cfg.training.label_smoothing,
     )
+    for printer in (PrinterCallback, ProgressCallback):  # the log dicts and tqdm bar TrainingProgress replaces
+        trainer.remove_callback(printer)
+    return trainer
 
 
 def packed_rows(cfg: Config, rows: list[dict]) -> list[dict]:
