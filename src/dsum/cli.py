@@ -36,8 +36,17 @@ ConfigOption = typer.Option(..., "--config", "-c", help="YAML recipe, e.g. confi
 SetOption = typer.Option([], "--set", help="Override a key: --set training.learning_rate=3e-5 (repeatable).")
 
 
+def show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"dsum {version('dsum')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def global_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=show_version, help="Print dsum's version and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say more: dsum debug, transformers info, Optuna debug logs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only, from dsum, transformers and Optuna: no progress, no messages; the verb's result is still printed."),
 ) -> None:
@@ -165,7 +174,7 @@ def train(
     ),
     folds_include_dev: bool = typer.Option(False, "--folds-include-dev", help="With --folds: dev rows join the folded pool."),
 ) -> None:
-    """Fine-tune a seq2seq model; keep the best checkpoint by the board's score; write a test submission.
+    """Fine-tune a summarizer (seq2seq, or an LLM with LoRA); keep the best checkpoint by the board's score; write a test submission.
 
     Tracking (W&B, MLflow, TensorBoard) follows the config's tracking: section; every run gets a
     record.md. Several GPUs: torchrun --nproc_per_node 2 -m dsum train -c configs/kobart.yaml

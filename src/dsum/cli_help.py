@@ -50,15 +50,13 @@ def tidy_command(callback) -> None:
             continue
         if isinstance(info.help, str):
             info.help = escape(info.help)
-        if info.metavar is None:
-            info.metavar = metavar(hints.get(name), isinstance(info, ArgumentInfo), name)
+        if info.metavar is None and isinstance(info, OptionInfo):  # an argument's column shows its name already
+            info.metavar = metavar(hints.get(name))
         info._dsum_tidy = True  # shared options (--config, --set) are tidied once
 
 
-def metavar(annotation, argument: bool, name: str) -> str:
-    """PATH, N, TEXT... for an option; "" for a flag; an argument's own name in capitals (FILES, CHECKPOINT)."""
-    if argument:
-        return name.upper()
+def metavar(annotation) -> str:
+    """PATH, N, TEXT... for an option's value; "" for a flag."""
     kind = annotation
     while typing.get_origin(kind) in (typing.Union, list):
         kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
@@ -74,16 +72,21 @@ def plain(text: str) -> str:
 
 
 def hide_flag_types() -> None:
-    """No `<bool>` after the flags typer adds itself (--help, --install-completion): typer makes those options when it
-    builds the command, so no metavar can be given to them; its type column is told to leave a flag's empty."""
-    from typer.core import TyperOption
+    """No `<bool>` after the flags typer adds itself (--help, --install-completion), no `<list[Path]>` after an
+    argument's name: typer makes those labels when it builds the command, where no metavar reaches; its type
+    column is told to leave them empty (an option with a metavar, as tidy_command gives them, shows it)."""
+    from typer.core import TyperArgument, TyperOption
 
     shown = TyperOption.display_type_rich
     if getattr(shown, "_dsum", False):
         return
 
-    def display_type_rich(self, ctx):
+    def option_type(self, ctx):
         return "" if self.is_flag and self.metavar is None else shown(self, ctx)
 
-    display_type_rich._dsum = True
-    TyperOption.display_type_rich = display_type_rich
+    def argument_type(self, ctx):
+        return None
+
+    option_type._dsum = True
+    TyperOption.display_type_rich = option_type
+    TyperArgument.display_type_rich = argument_type

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from dsum import cli_render as render
+from dsum.runs.read import STATUSES
 
 runs_app = typer.Typer()  # help: the docstring of runs_list below
 
@@ -22,9 +23,11 @@ def runs_list(
     sort: str = typer.Option("score", "--sort", help="score (best first), date (newest first) or name."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
-    """List runs (model, lr, batch, epochs, dev score, best epoch, finished/running/crashed); `compare` two.
+    """List runs (model, lr, batch, epochs, dev score, best epoch, status); `compare` two.
 
     `dsum llm summarize` runs are listed too: model api:<llm.model>, no training settings.
+
+    Statuses: {statuses}.
 
     Example: dsum runs --sort date
     """
@@ -37,6 +40,9 @@ def runs_list(
         print(json.dumps(rows_as_dicts(rows), ensure_ascii=False, indent=2))
         return
     render.console().print(render.runs_table(rows, title=f"runs in {runs_dir}"))
+
+
+runs_list.__doc__ = runs_list.__doc__.format(statuses="; ".join(f"{name}: {meaning}" for name, meaning in STATUSES.items()))
 
 
 @runs_app.command("compare")

@@ -1,6 +1,7 @@
 """The `dsum` command as a user runs it: outputs, exit codes, one-line errors."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -174,3 +175,67 @@ def test_score_analyser_flag_and_its_old_name():
     assert new.returncode == 0 and old.returncode == 0, (new.stderr, old.stderr)
     assert new.stdout == old.stdout
     assert new.stdout.startswith("score 100.00") and "analyser whitespace" in new.stdout
+
+
+def cli_verbs() -> dict[str, str]:
+    """Every verb a user can run (groups that only hold verbs left out) and its one-line help, as --help shows it."""
+    import typer.main
+    from rich.text import Text
+
+    from dsum.cli import app, tidy_help
+
+    tidy_help(app)
+    verbs = {}
+
+    def walk(group, prefix: str) -> None:
+        for name in group.list_commands(None):
+            command = group.get_command(None, name)
+            nested = hasattr(command, "list_commands")
+            if not nested or command.invoke_without_command:
+                verbs[f"{prefix}{name}"] = Text.from_markup((command.help or "").split("\n\n")[0]).plain
+            if nested:
+                walk(command, f"{prefix}{name} ")
+
+    walk(typer.main.get_command(app), "")
+    return verbs
+
+
+def test_the_readme_lists_every_verb_with_its_help_line():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## The verbs", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    listed = {}
+    for line in block.splitlines():
+        verb, text = re.match(r"dsum (\S+(?: [a-z]+)?)\s{2,}(.*)", line).groups()
+        listed[verb] = text
+    assert listed == cli_verbs()
+    table = readme.split("## The verbs", 1)[1].split("\n## ", 1)[0]
+    for verb in cli_verbs():
+        assert f"| `dsum {verb} " in table or f"| `dsum {verb}`" in table, verb  # and a row of details each
+
+
+def test_help_shows_examples_whole_no_python_types_and_a_version():
+    augment = run_dsum("augment", "--help", env={"COLUMNS": "200"})
+    assert "(e.g. [data/train.csv, runs/augment/train_speaker-swap.csv])" in augment.stdout
+    for verb in (["--help"], ["train", "--help"], ["data", "check", "--help"], ["predict", "--help"]):
+        shown = run_dsum(*verb, env={"COLUMNS": "200"}).stdout
+        assert not re.search(r"<(bool|str|int|path|float|list\[[^\]]*\])>", shown, re.I), (verb, shown)
+    version = run_dsum("--version")
+    assert version.returncode == 0 and re.fullmatch(r"dsum \d+\.\d+\S*\n", version.stdout)
+
+
+def test_help_paragraphs_are_wrapped_once():
+    """At 80 columns every line of a paragraph but its last reaches near the width (no ragged short lines)."""
+    shown = run_dsum("train", "--help", env={"COLUMNS": "80"}).stdout
+    prose = shown.split("╭", 1)[0]
+    for paragraph in re.split(r"\n\s*\n", prose):
+        lines = [line.rstrip() for line in paragraph.splitlines() if line.strip()]
+        for line in lines[:-1]:
+            assert len(line) > 60, (line, paragraph)
+
+
+def test_runs_help_lists_every_status():
+    from dsum.runs.read import STATUSES
+
+    shown = run_dsum("runs", "--help", env={"COLUMNS": "300"}).stdout
+    for status in STATUSES:
+        assert f"{status}: " in shown

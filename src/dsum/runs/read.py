@@ -35,8 +35,19 @@ def read_status(run_dir: Path) -> dict:
     return read_json(Path(run_dir) / "status.json")
 
 
+# Every status run_status gives, with what it means: `dsum runs --help` and the README list them from here.
+STATUSES = {
+    "finished": "trained, scored and recorded",
+    "running": "its process is alive on this host",
+    "running?": "marked running by another host, which this one cannot ask",
+    "failed": "stopped by an error or Ctrl-C",
+    "pruned": "a tune trial Optuna stopped early",
+    "crashed": "marked running, but its process is gone",
+}
+
+
 def run_status(run_dir: Path) -> str:
-    """finished | failed | pruned | running | running? (another host: cannot tell) | crashed."""
+    """One of STATUSES."""
     run_dir = Path(run_dir)
     state = read_status(run_dir)
     if (run_dir / "metrics.json").is_file() or state.get("status") == "finished":
