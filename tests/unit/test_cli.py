@@ -101,10 +101,11 @@ def test_config_show_applies_overrides():
         (["config", "show", "-c", "configs/nope.yaml"], "config file not found"),
         (["score", "--pred", "nope.csv", "--gold", "data/sample/dev.csv"], "nope.csv does not exist"),
         (["score", "--pred", "data/sample/test.csv", "--gold", "data/sample/dev.csv"], "summary"),
-        (["score", "--pred", "data/sample/dev.csv", "--gold", "data/sample/dev.csv", "--tokenizer", "okt"], "unknown tokenizer"),
+        (["score", "--pred", "data/sample/dev.csv", "--gold", "data/sample/dev.csv", "--tokenizer", "okt"], "unknown morpheme analyser 'okt' (--analyser, or metric.tokenizer in a config)"),
+        (["config", "show", "-c", "configs/demo.yaml", "--set", "training.epoch=3"], "error: --set training.epoch=3: unknown key"),
         (["data", "check", "missing.csv"], "missing.csv does not exist"),
     ],
-    ids=["config-typo", "missing-config", "missing-file", "missing-column", "bad-tokenizer", "check-missing-file"],
+    ids=["config-typo", "missing-config", "missing-file", "missing-column", "bad-tokenizer", "set-typo-blames-set", "check-missing-file"],
 )
 def test_user_errors_are_one_line_exit_2(args, expected):
     result = run_dsum(*args)
@@ -126,7 +127,7 @@ def test_set_empty_train_list_is_one_line_exit_2():
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stdout == "" and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("error: configs/demo.yaml: data.train: ") and "data.train=[data/sample/train.csv]" in line
+    assert line.startswith("error: --set data.train=[]: data.train: ") and "data.train=[data/sample/train.csv]" in line  # the override, not the file
 
 
 def test_config_show_keeps_set_text_as_typed():

@@ -86,7 +86,7 @@ def test_model_from_local_folder_and_unreachable_hub(tmp_path):
     empty = check_model(load_config(REPO / "configs/kobart.yaml", [f"model.name={tmp_path / 'empty'}"]).model)
     assert empty.level == FAIL and "no config.json" in empty.detail
     hub = check_model(load_config(REPO / "configs/kobart.yaml", ["model.name=someone/not-downloaded-model"]).model)
-    assert hub.level == FAIL and "not cached and the hub is unreachable" in hub.detail
+    assert (hub.level, hub.detail) == (FAIL, "someone/not-downloaded-model: HF_HUB_OFFLINE is set and it is not in the cache")
     assert parameter_count(load_config(REPO / "configs/kobart.yaml").model) == (124_000_000, "model config not at hand: assumed KoBART size")
 
 
@@ -293,3 +293,24 @@ def test_solar_qlora_recipe_rows():
     assert "!" in memory and "training needs ~12.9 GiB at dev evaluation's generation (weights 6.01" in memory
     assert "the training step's gradients + activations 1.21 GiB" in memory
     assert "✓" in _mark_line(result.stdout, "max_new_tokens") and "✓" in _mark_line(result.stdout, "tokenizer")
+
+
+def test_an_unreachable_hub_is_asked_once_and_named_in_one_line(monkeypatch):
+    """No network (here: the hub's address is a closed port on this machine): one probe, then every lookup reads
+    the cache alone; huggingface_hub's five retries with backoff (~50 s of "Retrying in 8s") never start."""
+    import socket
+
+    from dsum.util import hub
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub.forget()
+    try:
+        result = run_dsum("doctor", "-c", "configs/kobart.yaml", env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", **WIDE})
+    finally:
+        hub.forget()
+    assert result.returncode == 1
+    assert "│ ✗ │ model     │ digit82/kobart-summarization: cannot reach the hub; not in the cache" in result.stdout
+    assert "Retrying" not in result.stderr + result.stdout

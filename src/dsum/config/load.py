@@ -40,19 +40,19 @@ def load_config(
             raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}; fix the syntax") from None
         if not isinstance(raw, dict):
             raise UserError(f"{path} must hold a mapping of sections (general:, data:, ...), not {type(raw).__name__}")
-    typed: list[str] = []
+    typed: dict[str, str] = {}  # dotted key → how the user gave it (errors name it, not the file)
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
             if isinstance(value, str):
                 apply_override(raw, f"{key}={value}")
             else:
                 set_dotted(raw, str(key), value, what="override")
-            typed.append(str(key))
+            typed[str(key)] = f"override {key}={value!r}"
     else:
         for override in overrides or ():
             apply_override(raw, override)
-            typed.append(override.partition("=")[0].strip())
-    cfg = validate_config(raw, source=str(path) if path else "config")
+            typed[override.partition("=")[0].strip()] = f"--set {override}"
+    cfg = validate_config(raw, source=str(path) if path else "config", overridden=typed)
     return resolve_paths(cfg, project_root(path) if path is not None else None, typed)
 
 
@@ -267,11 +267,16 @@ def _kind_of(annotation: Any) -> str:
     return "yaml"
 
 
-def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+def validate_config(raw: dict[str, Any], source: str = "config", overridden: Mapping[str, str] | None = None) -> Config:
+    """The Config of a raw mapping; the first error names where the bad key came from: the file (`source`), or
+    the override that set it (`overridden`: dotted key → the override as the user gave it)."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{source}: {describe_error(exc.errors()[0])}") from None
+        error = exc.errors()[0]
+        dotted = ".".join(str(part) for part in error["loc"])
+        given = next((text for key, text in (overridden or {}).items() if dotted == key or dotted.startswith(key + ".")), None)
+        raise UserError(f"{given or source}: {describe_error(error)}") from None
 
 
 # How to fix a validation error that the pydantic message alone does not explain.

@@ -101,9 +101,10 @@ def get_analyser(name: str) -> Callable[[str], list[str]]:
     """Return the morpheme analyser called `name` (one of ANALYSERS), created once and cached."""
     factory = _FACTORIES.get(name)
     if factory is None:
-        # "tokenizer": the name of the setting (metric.tokenizer, dsum score --tokenizer).
+        # One setting, two names: `--analyser` on the command line, metric.tokenizer in a config (both are said).
         raise UserError(
-            f"unknown tokenizer {name!r} (the metric's morpheme analyser); choose one of: {', '.join(ANALYSERS)}"
+            f"unknown morpheme analyser {name!r} (--analyser, or metric.tokenizer in a config); "
+            f"choose one of: {', '.join(ANALYSERS)}"
         )
     return factory()
 

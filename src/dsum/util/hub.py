@@ -42,6 +42,12 @@ def hub_reachable() -> bool:
 _probe_failed: list[bool] = []  # hub_reachable's probe failed (then HF_HUB_OFFLINE is dsum's doing, not the user's)
 
 
+def forget() -> None:
+    """Ask again at the next lookup (tests: another endpoint, the user's HF_HUB_OFFLINE back)."""
+    hub_reachable.cache_clear()
+    _probe_failed.clear()
+
+
 def unreachable_reason() -> str:
     """Why the hub is not asked: the probe failed, or the user set HF_HUB_OFFLINE."""
     return UNREACHABLE if _probe_failed else "HF_HUB_OFFLINE is set and it is not in the cache"
