@@ -150,7 +150,10 @@ def score(
         rows = [dict(fname=r.fname, score=r.score, rouge1=r.rouge1, rouge2=r.rouge2, rougeL=r.rougeL) for r in result.per_row]
         atomic_write_text(per_row, pd.DataFrame(rows).to_csv(index=False))
     if as_json:
-        print(json.dumps(result.to_dict()))
+        # Rounded as far as the metric means anything: ROUGE's F1 has a 1e-8 in its denominator (rouge==1.0.1),
+        # so identical texts would read 99.99999949999999 (the text shows 100.00).
+        rounded = {k: round(v, 4 if k == "score" else 6) if isinstance(v, float) else v for k, v in result.to_dict().items()}
+        print(json.dumps(rounded))
         return
     print(
         f"score {result.score:.2f}  (ROUGE-1 {result.rouge1:.4f}  ROUGE-2 {result.rouge2:.4f}  "

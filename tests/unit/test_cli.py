@@ -240,3 +240,12 @@ def test_runs_help_lists_every_status():
     shown = run_dsum("runs", "--help", env={"COLUMNS": "300"}).stdout
     for status in STATUSES:
         assert f"{status}: " in shown
+
+
+def test_config_show_shows_what_runs_and_score_json_what_the_text_says():
+    shown = yaml.safe_load(run_dsum("config", "show", "-c", "configs/demo.yaml", "--set", "training.epochs=3").stdout)
+    assert "name" not in shown["model"] and shown["model"]["tiny"]["architecture"] == "bart"  # the tiny model runs
+    assert shown["training"]["epochs"] == 3 and isinstance(shown["training"]["epochs"], int)
+    assert run_dsum("config", "show", "-c", "configs/kobart.yaml").stdout.count("name: digit82/kobart-summarization") == 1
+    scored = run_dsum("score", "--pred", "data/sample/dev.csv", "--gold", "data/sample/dev.csv", "--json")
+    assert json.loads(scored.stdout) == {"score": 100.0, "rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "rows": 20}

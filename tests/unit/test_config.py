@@ -83,7 +83,7 @@ def test_empty_train_list_is_a_validation_error_naming_the_key_and_the_fix():
     with pytest.raises(UserError) as caught:
         load_config(DEMO, ["data.train=[]"])
     message = str(caught.value)
-    assert message.startswith(f"{DEMO}: data.train: ")
+    assert message.startswith("--set data.train=[]: data.train: ")  # the override is named, not the file
     assert "at least 1 item" in message and "data.train=[data/sample/train.csv]" in message
 
 

@@ -437,4 +437,12 @@ class Config(Section):
     """dsum augment: sources, outputs and prompts of the augmentation methods."""
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+        """The resolved config as YAML (dsum config show, a run's config.yaml), loadable again: model.name is left
+        out when model.tiny is set (what runs then is the tiny model, not the default name); whole epochs are
+        written as integers (3, not 3.0)."""
+        data = self.model_dump(mode="json")
+        if self.model.tiny is not None:
+            data["model"].pop("name", None)
+        if float(data["training"]["epochs"]).is_integer():
+            data["training"]["epochs"] = int(data["training"]["epochs"])
+        return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
