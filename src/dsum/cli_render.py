@@ -201,8 +201,12 @@ def augment(result: AugmentResult) -> None:
     table.add_column("rows", justify="right")
     table.add_row("source rows", str(result.source_rows))
     table.add_row("[green]written[/]", str(result.written))
-    for reason, count in sorted(result.counts.items()):
-        table.add_row(reason, str(count))
+    # Every reason a row is not written, 0 included (the API's only for API methods); then any other counted.
+    shown = ["rejected: #...# tokens changed", "unchanged", "duplicate"]
+    if result.api:
+        shown = ["rejected: turns changed", "failed (API)", *shown]
+    for reason in [*shown, *sorted(set(result.counts) - set(shown))]:
+        table.add_row(reason, str(result.counts.get(reason, 0)))
     if result.api:
         table.add_row("API requests sent", str(result.api["requests_sent"]))
         table.add_row("API answers from the cache", str(result.api["from_cache"]))

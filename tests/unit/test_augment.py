@@ -1,6 +1,7 @@
 """`dsum augment`: local methods on the bundled sample, API methods against a local server."""
 
 import random
+import re
 from collections import Counter
 
 import pandas as pd
@@ -27,6 +28,8 @@ def test_speaker_swap_on_the_sample_keeps_every_token_and_feeds_training(tmp_pat
     result = run_dsum("augment", "-c", "configs/demo.yaml", "--method", "speaker-swap", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert f"augmented rows: {out}" in result.stdout
+    for reason, count in (("written", 80), ("rejected: #...# tokens changed", 0), ("unchanged", 0), ("duplicate", 0)):
+        assert re.search(rf"│ {re.escape(reason)} +│ +{count} │", result.stdout), reason  # every reason, 0 included
 
     rows = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert list(rows.columns) == ["fname", "dialogue", "summary", "topic", "source_fname", "method"]
