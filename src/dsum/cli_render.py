@@ -97,11 +97,17 @@ def cell(value) -> str:
 
 
 def tune_trials(study_name: str, trials: list[dict]) -> None:
-    """`dsum tune`: one row per trial, one column per parameter and value."""
-    table = Table(title=f"study {study_name}: {len(trials)} trials")
+    """`dsum tune`: one row per trial, one column per parameter and value. At 80 columns the numbers stay whole:
+    a light frame, headers stacked at their underscores (learning_rate → learning / rate), only the note folds."""
+    table = Table(title=f"study {study_name}: {len(trials)} trials", box=box.MINIMAL_HEAVY_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
     columns = list(dict.fromkeys(key for row in trials for key in row))
     for column in columns:
-        table.add_column(column.split(".")[-1], overflow="fold")  # training.learning_rate → learning_rate
+        name = "#" if column == "number" else column.split(".")[-1]  # training.learning_rate → learning_rate
+        if column == "note":
+            table.add_column(name, overflow="fold", min_width=12)
+        else:
+            table.add_column(name.replace("_", "\n"), no_wrap=True, justify="left" if column == "state" else "right")
     for row in trials:
         table.add_row(*[cell(row.get(column)) for column in columns])
     console().print(table)
