@@ -249,3 +249,12 @@ def test_config_show_shows_what_runs_and_score_json_what_the_text_says():
     assert run_dsum("config", "show", "-c", "configs/kobart.yaml").stdout.count("name: digit82/kobart-summarization") == 1
     scored = run_dsum("score", "--pred", "data/sample/dev.csv", "--gold", "data/sample/dev.csv", "--json")
     assert json.loads(scored.stdout) == {"score": 100.0, "rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "rows": 20}
+
+
+def test_the_readme_names_every_config_section():
+    from dsum.config.schema import Config
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    sentence = readme.split("\nSections: ", 1)[1].split(". Secrets", 1)[0]
+    named = re.findall(r"`(\w+)`", re.sub(r"\([^()]*\)", "", sentence))  # outside the parentheses
+    assert sorted(named) == sorted(Config.model_fields)
