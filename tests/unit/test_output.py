@@ -15,6 +15,7 @@ import dsum
 from dsum.cli import app
 from dsum.config import load_config
 from dsum.llm.summarize import summarize_split
+from dsum.util import library_noise
 from test_llm import KEY, llm_sets
 
 DEV = REPO / "data/sample/dev.csv"
@@ -32,6 +33,7 @@ def verbosity(monkeypatch):
     monkeypatch.delenv("TRANSFORMERS_VERBOSITY")
     before = transformers_logging.get_verbosity(), optuna.logging.get_verbosity(), logging.getLogger("dsum").level
     yield dsum.set_verbosity
+    library_noise.apply("normal")
     transformers_logging.set_verbosity(before[0])
     optuna.logging.set_verbosity(before[1])
     logging.getLogger("dsum").setLevel(before[2])
@@ -96,3 +98,20 @@ def test_a_quiet_library_call_prints_nothing(verbosity, tmp_path, monkeypatch, c
     assert capsys.readouterr() == ("", "")
     assert result.stats.answered == 3
     assert len(pd.read_csv(result.submission)) == 3
+
+
+def test_the_libraries_bars_and_noise_show_only_when_verbose(verbosity):
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    noise = "`is_gradient_checkpointing` is deprecated and will be removed in v6."  # what peft makes transformers say
+    other = "a library's warning dsum does not know"
+    seen = {}
+    for level in ("normal", "verbose", "quiet"):
+        verbosity(level)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn(noise, FutureWarning)
+            warnings.warn(other, UserWarning)
+        seen[level] = ([str(w.message) for w in caught], transformers_logging.is_progress_bar_enabled())
+    assert seen == {"normal": ([other], False), "verbose": ([noise, other], True), "quiet": ([], False)}

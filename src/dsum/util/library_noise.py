@@ -39,14 +39,18 @@ _installed: list[tuple] = []
 
 
 def apply(level: str) -> None:
-    """Hide (quiet, normal) or show (verbose) the libraries' bars and NOISE warnings."""
+    """Hide (quiet, normal) or show (verbose) the libraries' bars and NOISE warnings; quiet hides every Python
+    warning (the libraries'; dsum's own warnings are log records, shown under -q too)."""
     show = level == "verbose"
     hide_bars(not show)
     for entry in _installed:
         if entry in warnings.filters:
             warnings.filters.remove(entry)
     _installed.clear()
-    if not show:
+    if level == "quiet":  # no library output at all: dsum's own warnings go through its logger, not here
+        warnings.simplefilter("ignore")
+        _installed.append(warnings.filters[0])
+    elif not show:
         for message, category in NOISE:
             warnings.filterwarnings("ignore", message=message, category=category)
             _installed.append(warnings.filters[0])
