@@ -5,7 +5,8 @@ Two kinds, each kept short and explained:
 - progress bars of transformers and huggingface_hub ("Loading weights", "Writing model shards", downloads):
   dsum shows its own progress (dsum.util.progress, dsum.verbs.train_progress);
 - Python warnings the libraries raise about each other, or about what dsum already says in its own words
-  (NOISE below). Warnings dsum causes are fixed where they arise, not listed here.
+  (NOISE below), and their log records of that kind (LOG_NOISE). Warnings dsum causes are fixed where they
+  arise, not listed here.
 
 The bars: huggingface_hub reads HF_HUB_DISABLE_PROGRESS_BARS when it is imported and transformers asks it at
 its own import, so the variable is set (when the user has not set it: theirs wins) before either is imported;
@@ -15,6 +16,7 @@ ranks) inherit both with DSUM_VERBOSITY.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -35,13 +37,37 @@ NOISE = [
     (r"Input and output embeddings are no longer tied after merging", UserWarning),
 ]
 
+# (logger, start of the message): log records of the libraries that say nothing to a user, shown only under -v.
+LOG_NOISE = [
+    # The Trainer orders checkpoints by modification time and says so when two were saved within a second (a quick
+    # run); it then orders them by step, which is right either way.
+    ("transformers.trainer_utils", "mtime may not be reliable"),
+]
+
 _installed: list[tuple] = []
+_shown = {"log noise": False}
+
+
+class DropNoise(logging.Filter):
+    """Drops a logger's records that start with one of `starts`, unless verbose."""
+
+    def __init__(self, starts: tuple[str, ...]):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _shown["log noise"] or not str(record.msg).startswith(self.starts)
+
+
+for _name in dict.fromkeys(name for name, _ in LOG_NOISE):
+    logging.getLogger(_name).addFilter(DropNoise(tuple(start for name, start in LOG_NOISE if name == _name)))
 
 
 def apply(level: str) -> None:
     """Hide (quiet, normal) or show (verbose) the libraries' bars and NOISE warnings; quiet hides every Python
     warning (the libraries'; dsum's own warnings are log records, shown under -q too)."""
     show = level == "verbose"
+    _shown["log noise"] = show
     hide_bars(not show)
     for entry in _installed:
         if entry in warnings.filters:

@@ -27,7 +27,8 @@ ENV = "DSUM_VERBOSITY"
 # level → (dsum's logging level, transformers' TRANSFORMERS_VERBOSITY word, Optuna's logging level)
 LEVELS = {
     "quiet": (logging.WARNING, "error", logging.WARNING),
-    "normal": (logging.INFO, "warning", logging.INFO),  # the libraries' own defaults
+    # transformers' default; Optuna's per-trial info lines repeat what dsum tune's display and table show
+    "normal": (logging.INFO, "warning", logging.WARNING),
     "verbose": (logging.DEBUG, "info", logging.DEBUG),
 }
 
@@ -84,8 +85,8 @@ def set_verbosity(level: str) -> None:
 
 
 def apply_to_optuna() -> None:
-    """Give Optuna the level DSUM_VERBOSITY asks for (nothing when it is unset or Optuna is not loaded)."""
-    level = os.environ.get(ENV)
+    """Give Optuna the level DSUM_VERBOSITY asks for (normal when it is unset; nothing when Optuna is not loaded)."""
+    level = os.environ.get(ENV) or "normal"
     if level in LEVELS and "optuna" in sys.modules:
         import optuna
 

@@ -26,7 +26,7 @@ from dsum.metric.rouge import score_texts
 from dsum.model.generate import generate_summaries
 from dsum.model.tokenization import Features, is_decoder_only
 from dsum.runs.tracking import Tracker
-from dsum.util.distributed import is_main_process, world_size
+from dsum.util.distributed import world_size
 from dsum.util.errors import UserError
 
 # The board score runs 0-100; early_stopping_threshold is given on ROUGE's 0-1 scale, as the
