@@ -39,18 +39,23 @@ class TrainingProgress(TrainerCallback):
 
         if not state.is_world_process_zero:
             return
+        for display in _active:  # a run that ended in an exception (a pruned tune trial) left its display open
+            display.stop()
+        _active.clear()
+        # No refresh thread: the bar is drawn at each step, so a display left open by an exception stays still.
         self.progress = Progress(
             TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(),
             TextColumn("<"), TimeRemainingColumn(), TextColumn("{task.fields[numbers]}"),
-            console=progress_console(),
+            console=progress_console(), auto_refresh=False,
         )
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, numbers="")
         self.progress.start()
+        _active.append(self.progress)
         atexit.register(self.stop)  # a crash or Ctrl-C ends the display too (and gives the cursor back)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
+            self.progress.update(self.task, completed=state.global_step, refresh=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.progress is None or not logs:
@@ -59,7 +64,7 @@ class TrainingProgress(TrainerCallback):
             self.loss = float(logs["loss"])
             rate = logs.get("learning_rate")
             numbers = f"loss {self.loss:.4g}" + (f"  lr {float(rate):.3g}" if rate is not None else "")
-            self.progress.update(self.task, numbers=numbers)
+            self.progress.update(self.task, numbers=numbers, refresh=True)
         if "eval_board_score" in logs:
             score = float(logs["eval_board_score"])
             self.best = score if self.best is None else max(self.best, score)
@@ -73,4 +78,9 @@ class TrainingProgress(TrainerCallback):
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+            if self.progress in _active:
+                _active.remove(self.progress)
             self.progress = None
+
+
+_active: list = []  # the display of the run in progress, if any
