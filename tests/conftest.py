@@ -166,7 +166,7 @@ def demo_console(tmp_path_factory) -> DemoConsole:
         ["train", "-c", "configs/demo.yaml", *demo],
         ["-q", "predict", "-c", "configs/demo.yaml", *demo, "--checkpoint", str(out / "runs/demo"), "--split", "dev",
          "--out", str(out / "demo-dev.csv")],
-        ["export", str(out / "runs/demo"), str(out / "demo-export")],
+        ["export", str(out / "runs/demo"), str(out / "demo-export"), "--merge"],  # a full model: --merge says so
         ["-q", "train", "-c", "configs/demo-llm.yaml", *llm],
         ["predict", "-c", "configs/demo-llm.yaml", *llm, "--checkpoint", str(out / "demo-llm"), "--split", "dev",
          "--out", str(out / "demo-llm-dev.csv")],

@@ -68,3 +68,11 @@ def test_a_tied_layer_in_the_adapter_is_said_once_in_dsums_words(demo_console):
     assert "tie_word_embeddings" not in err and "peft" not in err
     assert "input embeddings and output layer are separate matrices" in out
     assert out.strip().splitlines()[-1] == f"exported: {demo_console.out / 'demo-llm-merged'}"
+
+
+def test_export_merge_of_a_full_model_says_there_is_nothing_to_merge(demo_console):
+    out, err = demo_console.printed(demo_console.commands[2])
+    checkpoint = demo_console.out / "runs/demo/checkpoint-best"
+    assert (out, err) == (
+        f"--merge: {checkpoint} is a full model without LoRA adapters; it is exported as it is\n"
+        f"exported: {demo_console.out / 'demo-export'}\n", "")

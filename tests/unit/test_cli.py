@@ -258,3 +258,16 @@ def test_the_readme_names_every_config_section():
     sentence = readme.split("\nSections: ", 1)[1].split(". Secrets", 1)[0]
     named = re.findall(r"`(\w+)`", re.sub(r"\([^()]*\)", "", sentence))  # outside the parentheses
     assert sorted(named) == sorted(Config.model_fields)
+
+
+def test_export_refuses_an_existing_folder_before_loading_the_model(tmp_path):
+    checkpoint = tmp_path / "checkpoint"  # a model folder whose weights would not load: the refusal comes first
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = run_dsum("export", str(checkpoint), str(out))
+    assert result.returncode == 2
+    assert result.stderr == f"error: {out} already exists: choose a new folder (an export never overwrites)\n"
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]

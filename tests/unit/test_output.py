@@ -115,3 +115,20 @@ def test_the_libraries_bars_and_noise_show_only_when_verbose(verbosity):
             warnings.warn(other, UserWarning)
         seen[level] = ([str(w.message) for w in caught], transformers_logging.is_progress_bar_enabled())
     assert seen == {"normal": ([other], False), "verbose": ([noise, other], True), "quiet": ([], False)}
+
+
+def test_a_tied_embedding_in_modules_to_save_is_said_in_one_dsum_line(verbosity, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from dsum.config import TinyModelConfig
+    from dsum.model.loading import tiny_config
+    from dsum.model.tied import note_tied_embeddings
+
+    verbosity("normal")
+    tiny = TinyModelConfig(architecture="qwen3", d_model=16, layers=1, heads=2, ffn_dim=32, vocab_size=64)
+    model = AutoModelForCausalLM.from_config(tiny_config(tiny, vocab_size=64, pad=0, bos=1, eos=2))
+    note_tied_embeddings(model, ["embed_tokens"])
+    note_tied_embeddings(model, ["q_proj"])  # nothing tied in the adapter: nothing said
+    assert capsys.readouterr() == (
+        "lora.modules_to_save: embed_tokens is tied to lm_head in the base model; the adapter trains its own copy "
+        "of embed_tokens and lm_head keeps the base's weights (export --merge writes them untied)\n", "")
