@@ -47,8 +47,8 @@ def show_version(asked: bool) -> None:
 @app.callback()
 def global_options(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=show_version, help="Print dsum's version and exit."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say more: dsum debug, transformers info, Optuna debug logs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only, from dsum, transformers and Optuna: no progress, no messages; the verb's result is still printed."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say more: dsum's debug lines; the libraries' info logs, progress bars and warnings."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="The verb's result lines (scores, paths), warnings and errors; no progress, no messages, no library output."),
 ) -> None:
     if verbose and quiet:
         raise typer.BadParameter("choose one of --verbose and --quiet")
