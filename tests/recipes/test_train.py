@@ -152,10 +152,11 @@ def test_fp16_without_gpu_is_a_user_error():
     assert "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_demo_run_directory(tmp_path):
+def test_demo_run_directory(demo_console):
+    """The shrunk demo that `dsum train` and `dsum -q predict` ran in the session's console fixture (conftest)."""
+    tmp_path = demo_console.out
     cfg = load_config(REPO / "configs/demo.yaml", tiny_overrides(tmp_path))
-    run_dir = train(cfg)
-    assert run_dir == tmp_path / "runs" / "demo"
+    run_dir = tmp_path / "runs" / "demo"
     for name in ("config.yaml", "metrics.json", "dev_predictions.csv", "submission.csv", "train_log.jsonl", "environment.json"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "checkpoint-best" / "config.json").is_file()
@@ -175,12 +176,10 @@ def test_demo_run_directory(tmp_path):
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["transformers"] and str(SAMPLE.relative_to(REPO) / "dev.csv") in env["data_sha256"]
 
-    # `dsum predict` from the saved best checkpoint gives the same dev score.
-    out = tmp_path / "dev_sub.csv"
-    result = run_dsum("predict", "-c", "configs/demo.yaml", *sum([["--set", o] for o in tiny_overrides(tmp_path)], []),
-                      "--checkpoint", str(run_dir / "checkpoint-best"), "--split", "dev", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    assert f"dev board score {metrics['dev']['score']:.2f}" in result.stdout
+    # `dsum predict` from the saved run (its checkpoint-best) gives the same dev score.
+    out = tmp_path / "demo-dev.csv"
+    printed, _ = demo_console.printed(demo_console.commands[1])
+    assert printed.startswith(f"dev board score {metrics['dev']['score']:.2f}")
     dev_file = pandas.read_csv(out)  # a dev split writes predictions beside their references, not a submission
     assert list(dev_file["fname"]) == [ex.fname for ex in read_examples(SAMPLE / "dev.csv")]
     assert {"prediction", "reference", "rouge1"} <= set(dev_file.columns) and dev_file["prediction"].str.len().min() > 0
