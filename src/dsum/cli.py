@@ -134,7 +134,7 @@ def score(
     gold: Path = typer.Option(..., "--gold", help="References: `summary` or `summary1..N` columns."),
     analyser: str = typer.Option("mecab", "--analyser", "--tokenizer", help="Morpheme analyser: mecab (default, fast), kiwi or whitespace (--tokenizer: its old name)."),
     per_row: Optional[Path] = typer.Option(None, "--per-row", help="Write per-row scores to this CSV."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: score, rouge1, rouge2, rougeL, rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: score, rouge1, rouge2, rougeL, rows, unrounded (rouge's F1 has 1e-8 in its denominator: identical texts score 99.9999995, shown as 100.00)."),
 ) -> None:
     """Score predictions with the leaderboard's ROUGE: morphemes, mean over references, (R1+R2+RL)/3×100.
 
@@ -150,10 +150,7 @@ def score(
         rows = [dict(fname=r.fname, score=r.score, rouge1=r.rouge1, rouge2=r.rouge2, rougeL=r.rougeL) for r in result.per_row]
         atomic_write_text(per_row, pd.DataFrame(rows).to_csv(index=False))
     if as_json:
-        # Rounded as far as the metric means anything: ROUGE's F1 has a 1e-8 in its denominator (rouge==1.0.1),
-        # so identical texts would read 99.99999949999999 (the text shows 100.00).
-        rounded = {k: round(v, 4 if k == "score" else 6) if isinstance(v, float) else v for k, v in result.to_dict().items()}
-        print(json.dumps(rounded))
+        print(json.dumps(result.to_dict()))
         return
     print(
         f"score {result.score:.2f}  (ROUGE-1 {result.rouge1:.4f}  ROUGE-2 {result.rouge2:.4f}  "
