@@ -35,7 +35,10 @@ from dsum.util.secrets import redact
 PACKAGE_DIR = Path(__file__).parents[1]  # src/dsum
 PROJECT_ROOT = PACKAGE_DIR.parents[1]  # src/dsum → the checkout, with pyproject.toml and uv.lock
 RECORDED_PACKAGES = ("dsum", "torch", "transformers", "tokenizers", "accelerate", "mecab-ko", "kiwipiepy", "pandas")
-STATUSES = ("running", "finished", "failed", "pruned")  # pruned: stopped early by dsum tune
+# pruned: stopped early by dsum tune. diverged, interrupted, save_failed, out_of_memory: stopped by a fault
+# dsum survived (dsum.verbs.faults, dsum.runs.checkpoints); --resume continues the last three.
+STOPPED = ("diverged", "interrupted", "save_failed", "out_of_memory")
+STATUSES = ("running", "finished", "failed", "pruned", *STOPPED)
 KINDS = ("train", "llm")  # what made the run: `dsum train` or `dsum llm summarize`
 
 

@@ -36,12 +36,12 @@ def read_status(run_dir: Path) -> dict:
 
 
 def run_status(run_dir: Path) -> str:
-    """finished | failed | pruned | running | running? (another host: cannot tell) | crashed."""
+    """finished | failed | pruned | diverged | interrupted | save_failed | out_of_memory | running | running? (another host: cannot tell) | crashed."""
     run_dir = Path(run_dir)
     state = read_status(run_dir)
     if (run_dir / "metrics.json").is_file() or state.get("status") == "finished":
         return "finished"
-    if state.get("status") in ("failed", "pruned"):
+    if state.get("status") in ("failed", "pruned", "diverged", "interrupted", "save_failed", "out_of_memory"):
         return state["status"]
     if state.get("status") == "running":
         if state.get("host") != socket.gethostname():

@@ -7,3 +7,15 @@ its traceback.
 
 class UserError(Exception):
     """A problem the user caused and can fix; the message names the problem and the fix."""
+
+
+class RunStopped(Exception):
+    """A run that stopped on a fault it survived (divergence, a signal, a failed save, memory).
+
+    What it kept is on disk; the run directory is marked `status`; the CLI prints the one-line message
+    (what happened, what was kept, what to try) and exits with `exit_code` (see README "When things go wrong").
+    """
+
+    def __init__(self, message: str, status: str, exit_code: int):
+        super().__init__(message)
+        self.status, self.exit_code = status, exit_code
