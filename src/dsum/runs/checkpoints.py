@@ -33,7 +33,7 @@ _NAME = re.compile(r"checkpoint-(\d+)")
 NEEDED = ("optimizer.pt", "scheduler.pt", "trainer_state.json")
 WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_DISK_WORDS = re.compile(r"No space left|Disk quota|File too large|StorageFull|FileTooLarge|file write failed", re.I)
+_DISK_WORDS = re.compile(r"No space left|Disk quota|File too large|StorageFull|FileTooLarge|file write failed|unexpected pos", re.I)
 
 
 def human(size: float) -> str:
