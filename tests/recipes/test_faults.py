@@ -284,3 +284,67 @@ def test_full_disk_keeps_complete_checkpoints_only(tmpfs, tmp_path):
     resumed = run_dsum("train", "-c", "configs/demo.yaml", "--resume", *sets(*overrides))
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((mount / "demo/metrics.json").read_text())["global_step"] == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# A tracker that cannot be reached: a closed port on 127.0.0.1
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed when the block ends: connections are refused
+
+
+def tracker_config(tmp_path, *overrides: str):
+    return load_config(REPO / "configs/demo.yaml", [f"general.output_dir={tmp_path}", *overrides])
+
+
+def test_wandb_unreachable_at_the_start_goes_offline(tmp_path, monkeypatch):
+    from dsum.runs.tracking import start_tracker
+
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "3")  # W&B's own setting (90 s by default)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with Records() as records:
+        tracker = start_tracker(tracker_config(tmp_path, "tracking.backend=wandb", "tracking.mode=online"), run_dir)
+        tracker.log({"loss": 1.0}, 1)
+        tracker.finish({"dev": {"score": 1.0}})
+    assert json.loads((run_dir / "tracking.json").read_text())["mode"] == "offline"
+    [warning] = records.lines
+    assert warning.startswith("W&B cannot be reached (") and f"`wandb sync {run_dir}/wandb/offline-run-*`" in warning
+    assert len(list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+
+
+def test_mlflow_unreachable_at_the_start_or_mid_run(tmp_path, monkeypatch):
+    import mlflow
+
+    from dsum.runs.tracking import start_tracker
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries: minutes by default
+    server = f"http://127.0.0.1:{closed_port()}"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with pytest.raises(UserError, match=r"^tracking.backend=mlflow cannot be reached .*set tracking.required=false"):
+        start_tracker(tracker_config(tmp_path, "tracking.backend=mlflow", f"tracking.uri={server}", "tracking.required=true"), run_dir)
+    with Records() as records:
+        tracker = start_tracker(tracker_config(tmp_path, "tracking.backend=mlflow", f"tracking.uri={server}"), run_dir)
+        local = f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+        assert records.lines[0].startswith(f"MLflow at {server} cannot be reached (") and f"local store {local}" in records.lines[0]
+        tracker.log({"loss": 2.0}, 1)
+        mlflow.set_tracking_uri(server)  # the store goes away mid-run
+        tracker.log({"loss": 1.5}, 2)
+        tracker.log({"loss": 1.0}, 3)
+        tracker.finish({"dev": {"score": 1.0}})
+    assert len(records.lines) == 2 and records.lines[1].startswith("tracking: mlflow stopped answering (")
+    mlflow.set_tracking_uri(local)
+    assert mlflow.active_run() is None  # let go of: a later run (a tuning trial) can start
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(tracking_uri=local).get_metric_history(tracker.run.info.run_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [(1, 2.0)]
