@@ -151,6 +151,19 @@ def test_out_of_memory_halves_the_micro_batch_and_the_generation_batch(stopped):
     assert [e["step"] for e in log if "eval_board_score" in e] == [4]
 
 
+def test_out_of_memory_at_batch_1_stops_with_one_line(tmp_path):
+    """A device that holds no row at all: 8 → 4 → 2 → 1, then the one line, status out_of_memory, exit 4."""
+    cfg = load_config(REPO / "configs/demo.yaml", tiny_overrides(tmp_path, *STEPS))
+    memory = MemoryLimit(train_rows=0, generate_rows=0)
+    with pytest.raises(RunStopped) as stop:
+        train(cfg, callbacks=[memory])
+    assert (stop.value.exit_code, stop.value.status, memory.raised["train"]) == (4, "out_of_memory", 4)
+    assert str(stop.value).startswith("out of memory in the training step at batch size 1 (an allocation of 268435456 bytes failed): ")
+    assert "training.gradient_checkpointing=true" in str(stop.value) and "dsum doctor" in str(stop.value)
+    assert run_status(tmp_path / "runs/demo") == "out_of_memory"
+    assert json.loads((tmp_path / "runs/demo/batch_sizes.json").read_text())["batch_size"] == 1
+
+
 def test_broken_checkpoint_is_set_aside_and_resume_keeps_the_batch_sizes(stopped):
     """checkpoint-5's weights truncated: resume names it, sets it aside and continues from checkpoint-4,
     with the micro-batch split of batch_sizes.json (the memory limit, still there, never trips in training)."""

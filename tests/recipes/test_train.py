@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -222,18 +223,29 @@ def test_resume_after_sigterm_and_kill_matches_uninterrupted_run(tmp_path):
     assert straight.returncode == 0, err
 
     run_dir = tmp_path / "b/runs/demo"
-    stopped = _train_process(tmp_path / "b")
-    _wait_for(stopped, lambda: any(step >= 3 for step in _logged_steps(run_dir / "train_log.jsonl")))
-    stopped.send_signal(signal.SIGTERM)
-    _, err = stopped.communicate(timeout=300)
-    assert stopped.returncode == 143, err
-    line, = re.findall(r"stopped: [^\r\n]*", err)
+    args = ["train", "-c", "configs/demo.yaml", *sum([["--set", o] for o in tiny_overrides(tmp_path / "b", "training.epochs=4", "training.logging_steps=1")], [])]
+    # SIGTERM to this process (in-process run, a real signal) once step 3 is logged, as a scheduler sends it.
+    done = threading.Event()
+
+    def terminate_after_step_3():
+        while not done.wait(0.1):
+            if any(step >= 3 for step in _logged_steps(run_dir / "train_log.jsonl")):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=terminate_after_step_3, daemon=True).start()
+    try:
+        stopped = run_dsum(*args)
+    finally:
+        done.set()
+    assert stopped.returncode == 143, stopped.stderr
+    line, = re.findall(r"stopped: [^\r\n]*", stopped.stderr)
     step = int(re.match(r"stopped: SIGTERM received: checkpoint-(\d+) saved", line).group(1))
     assert 3 <= step < 10 and json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"checkpoint-{step}"]
 
     crashed = subprocess.Popen(
-        [*stopped.args, "--resume"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "dsum", *args, "--resume"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for(crashed, lambda: (run_dir / "checkpoints/checkpoint-10/manifest.json").is_file())
     crashed.send_signal(signal.SIGKILL)
     crashed.wait()
