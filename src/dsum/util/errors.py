@@ -19,3 +19,13 @@ class RunStopped(Exception):
     def __init__(self, message: str, status: str, exit_code: int):
         super().__init__(message)
         self.status, self.exit_code = status, exit_code
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM or Ctrl-C, after the run saved a checkpoint: a KeyboardInterrupt, so that whatever runs the
+    training (an Optuna study of `dsum tune`) stops as it does on Ctrl-C instead of going on to the next trial.
+    Same fields as RunStopped (status "interrupted", exit 143 or 130)."""
+
+    def __init__(self, message: str, status: str, exit_code: int):
+        super().__init__(message)
+        self.status, self.exit_code = status, exit_code

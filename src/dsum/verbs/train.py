@@ -37,7 +37,7 @@ from dsum.runs.directory import claim_run_dir, mark_status, write_run_files
 from dsum.runs.tracking import Tracker, start_tracker
 from dsum.util.atomic import atomic_write_text, write_json
 from dsum.util.distributed import init_distributed, is_main_process, world_size
-from dsum.util.errors import RunStopped, UserError
+from dsum.util.errors import RunInterrupted, RunStopped, UserError
 from dsum.verbs.faults import guard_training
 from dsum.verbs.trainer import build_trainer
 
@@ -166,7 +166,10 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
         # A crash, a pruned trial, a fault survived or Ctrl-C: the tracker and `dsum runs` must not show it as running.
         if main:
             tracker.finish({}, failed=True)
-            status = exc.status if isinstance(exc, RunStopped) else "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            if isinstance(exc, (RunStopped, RunInterrupted)):
+                status = exc.status  # diverged, interrupted, save_failed, out_of_memory
+            else:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             mark_status(run_dir, status)
         raise
     record_run(cfg, run_dir, {**metrics, "truncated": truncated}, tracker, parent_dir)
