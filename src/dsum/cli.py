@@ -11,7 +11,7 @@ import typer
 
 from dsum import cli_render as render
 from dsum.cli_runs import runs_app
-from dsum.util.errors import RunInterrupted, RunStopped, UserError
+from dsum.util.errors import RunStopped, UserError
 
 app = typer.Typer(
     help="Korean dialogue summarization: data checks, the board's ROUGE, training, submissions.",
@@ -448,9 +448,6 @@ def main() -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except (RunStopped, RunInterrupted) as exc:  # a fault the run survived: what was kept and what to try, one line
+    except RunStopped as exc:  # a fault the run survived: what was kept and what to try, one line
         print(f"stopped: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # a second Ctrl-C: no save
-        print("stopped: interrupted (a second Ctrl-C: no checkpoint saved now)", file=sys.stderr)
-        sys.exit(130)

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from dsum.config import load_config
 from dsum.runs.checkpoints import checkpoint_problem, resume_checkpoint, saved
 from dsum.runs.read import read_status, run_status
-from dsum.util.errors import RunInterrupted, RunStopped, UserError
+from dsum.util.errors import RunStopped, UserError
 from dsum.verbs.faults import DivergenceGuard, Interruption
 from dsum.verbs.train import train
 
@@ -101,7 +101,7 @@ def stopped(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stopped")
     cfg = load_config(REPO / "configs/demo.yaml", tiny_overrides(tmp, *STEPS))
     memory = MemoryLimit(train_rows=4, generate_rows=2)
-    with Records() as records, pytest.raises(RunInterrupted) as stop:
+    with Records() as records, pytest.raises(RunStopped) as stop:
         train(cfg, callbacks=[memory, CtrlC(at=5)])
     run_dir = tmp / "runs" / "demo"
     shutil.copytree(run_dir, tmp / "snapshot")

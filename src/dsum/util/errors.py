@@ -22,9 +22,8 @@ class RunStopped(Exception):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """SIGTERM or Ctrl-C, after the run saved a checkpoint: a KeyboardInterrupt, so that whatever runs the
-    training (an Optuna study of `dsum tune`) stops as it does on Ctrl-C instead of going on to the next trial.
-    Same fields as RunStopped (status "interrupted", exit 143 or 130)."""
+    """A RunStopped of status "interrupted" carried through an Optuna study (`dsum tune`) as a KeyboardInterrupt,
+    so that the study stops as on Ctrl-C instead of going on to its next trial. Same fields as RunStopped."""
 
     def __init__(self, message: str, status: str, exit_code: int):
         super().__init__(message)

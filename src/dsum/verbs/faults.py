@@ -36,7 +36,7 @@ from transformers import TrainerCallback
 
 from dsum.runs.checkpoints import check_free_space, is_disk_error, save_failed, write_manifest
 from dsum.util.atomic import write_json
-from dsum.util.errors import RunInterrupted, RunStopped
+from dsum.util.errors import RunStopped
 from dsum.util.oom import free_memory, is_out_of_memory, out_of_memory
 
 log = logging.getLogger(__name__)
@@ -247,9 +247,9 @@ class Interruption(TrainerCallback):
         if self.signum is not None:
             raise self.stopped(state.global_step, args.output_dir)
 
-    def stopped(self, step: int, folder: str) -> RunInterrupted:
+    def stopped(self, step: int, folder: str) -> RunStopped:
         name = signal.Signals(self.signum).name
-        return RunInterrupted(
+        return RunStopped(
             f"{name} received: checkpoint-{step} saved under {folder}; continue with `dsum train ... --resume`",
             "interrupted", SIGNAL_EXIT[self.signum],
         )

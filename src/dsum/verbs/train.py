@@ -37,7 +37,7 @@ from dsum.runs.directory import claim_run_dir, mark_status, write_run_files
 from dsum.runs.tracking import Tracker, start_tracker
 from dsum.util.atomic import atomic_write_text, write_json
 from dsum.util.distributed import init_distributed, is_main_process, world_size
-from dsum.util.errors import RunInterrupted, RunStopped, UserError
+from dsum.util.errors import RunStopped, UserError
 from dsum.verbs.faults import guard_training
 from dsum.verbs.trainer import build_trainer
 
@@ -166,7 +166,7 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
         # A crash, a pruned trial, a fault survived or Ctrl-C: the tracker and `dsum runs` must not show it as running.
         if main:
             tracker.finish({}, failed=True)
-            if isinstance(exc, (RunStopped, RunInterrupted)):
+            if isinstance(exc, RunStopped):
                 status = exc.status  # diverged, interrupted, save_failed, out_of_memory
             else:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
