@@ -1,7 +1,8 @@
-"""The one exception type for problems a user can fix (bad file, bad config, missing GPU...).
+"""UserError, the one exception type for problems a user can fix (bad file, bad config, missing GPU...),
+and RunStopped, a run stopped by a fault it survived (see README "When things go wrong").
 
-The CLI turns it into a single line on stderr and exit code 2; anything else is a bug and keeps
-its traceback.
+The CLI turns a UserError into a single line on stderr and exit code 2, a RunStopped into a single line and
+its own exit code; anything else is a bug and keeps its traceback.
 """
 
 

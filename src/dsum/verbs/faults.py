@@ -291,9 +291,20 @@ class Faults:
         loss = torch.tensor(self.loss, device=trainer.args.device)
         if trainer.accelerator.num_processes > 1:
             loss = trainer.accelerator.reduce(loss, "mean")  # every rank decides on the same number
+            self.agree_on_split(trainer)
         norm = None if grad_norm is None else float(grad_norm)
         if problem := self.guard.problem(float(loss), norm):
             raise self.diverged(trainer, trainer.state.global_step + 1, problem)
+
+    def agree_on_split(self, trainer) -> None:
+        """torchrun: every rank takes the largest split any rank backed off to (rank 0 records it)."""
+        import torch.distributed as dist
+
+        split = torch.tensor(self.split, device=trainer.args.device)
+        dist.all_reduce(split, op=dist.ReduceOp.MAX)
+        if int(split) != self.split:
+            self.split = int(split)
+            self.record_sizes()
 
     def check_weights(self, trainer, model) -> None:
         """No checkpoint of non-finite weights, whatever let them in."""
