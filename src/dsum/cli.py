@@ -12,7 +12,7 @@ import typer
 from dsum import cli_render as render
 from dsum.cli_help import tidy_help
 from dsum.cli_runs import runs_app
-from dsum.util.errors import UserError
+from dsum.util.errors import RunStopped, UserError
 
 app = typer.Typer(
     help="Korean dialogue summarization: data checks, the board's ROUGE, training, submissions.",
@@ -488,3 +488,6 @@ def main() -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RunStopped as exc:  # a fault the run survived: what was kept and what to try, one line
+        print(f"stopped: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -113,7 +113,8 @@ def tune_trials(study_name: str, trials: list[dict]) -> None:
     console().print(table)
 
 
-STATUS_STYLES = {"finished": "green", "running": "cyan", "running?": "cyan", "failed": "red", "crashed": "red"}
+STATUS_STYLES = {"finished": "green", "running": "cyan", "running?": "cyan", "failed": "red", "crashed": "red",
+                 "diverged": "red", "interrupted": "yellow", "save_failed": "red", "out_of_memory": "red"}
 
 
 def short_date(date: str, today: datetime | None = None) -> str:

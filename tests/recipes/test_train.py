@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -189,7 +191,7 @@ def test_demo_run_directory(demo_console):
 
 
 def _train_process(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    args = sum([["--set", o] for o in tiny_overrides(tmp_path, "training.epochs=4", *extra)], [])
+    args = sum([["--set", o] for o in tiny_overrides(tmp_path, "training.epochs=4", "training.logging_steps=1", *extra)], [])
     return subprocess.Popen(
         [sys.executable, "-m", "dsum", "train", "-c", "configs/demo.yaml", *args],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -201,38 +203,72 @@ def _trainer_state(run_dir: Path) -> dict:
     return json.loads((last / "trainer_state.json").read_text())
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+def _wait_for(process: subprocess.Popen, ready) -> None:
+    deadline = time.time() + 300
+    while not ready():
+        assert process.poll() is None and time.time() < deadline, "training ended before the moment the test waits for"
+        time.sleep(0.2)
+
+
+def _logged_steps(path: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_resume_after_sigterm_and_kill_matches_uninterrupted_run(tmp_path):
+    """SIGTERM mid-epoch (a saved checkpoint at the next step, exit 143), a resume killed with SIGKILL after
+    its first epoch's checkpoint, a second resume: the loss curve, step by step, is the uninterrupted run's."""
     straight = _train_process(tmp_path / "a")
     _, err = straight.communicate(timeout=600)
     assert straight.returncode == 0, err
 
-    crashed = _train_process(tmp_path / "b")
-    deadline = time.time() + 300
-    while not list((tmp_path / "b/runs/demo/checkpoints").glob("checkpoint-*/trainer_state.json")):
-        assert crashed.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
-        time.sleep(0.2)
+    run_dir = tmp_path / "b/runs/demo"
+    args = ["train", "-c", "configs/demo.yaml", *sum([["--set", o] for o in tiny_overrides(tmp_path / "b", "training.epochs=4", "training.logging_steps=1")], [])]
+    # SIGTERM to this process (in-process run, a real signal) once step 3 is logged, as a scheduler sends it.
+    done = threading.Event()
+
+    def terminate_after_step_3():
+        while not done.wait(0.1):
+            if any(step >= 3 for step in _logged_steps(run_dir / "train_log.jsonl")):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=terminate_after_step_3, daemon=True).start()
+    try:
+        stopped = run_dsum(*args)
+    finally:
+        done.set()
+    assert stopped.returncode == 143, stopped.stderr
+    line, = re.findall(r"stopped: [^\r\n]*", stopped.stderr)
+    step = int(re.match(r"stopped: SIGTERM received: checkpoint-(\d+) saved", line).group(1))
+    assert 3 <= step < 10 and json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"checkpoint-{step}"]
+
+    crashed = subprocess.Popen(
+        [sys.executable, "-m", "dsum", *args, "--resume"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(crashed, lambda: (run_dir / "checkpoints/checkpoint-10/manifest.json").is_file())
     crashed.send_signal(signal.SIGKILL)
     crashed.wait()
-    assert not (tmp_path / "b/runs/demo/metrics.json").exists()
+    assert not (run_dir / "metrics.json").exists()
     # A line the killed process logged after its last checkpoint: the resumed run logs that step again.
-    with open(tmp_path / "b/runs/demo/train_log.jsonl", "a") as log:
+    with open(run_dir / "train_log.jsonl", "a") as log:
         log.write(json.dumps({"step": 39, "epoch": 3.9, "loss": 123.0}) + "\n")
 
     resumed = run_dsum("train", "-c", "configs/demo.yaml", "--resume",
-                       *sum([["--set", o] for o in tiny_overrides(tmp_path / "b", "training.epochs=4")], []))
+                       *sum([["--set", o] for o in tiny_overrides(tmp_path / "b", "training.epochs=4", "training.logging_steps=1")], []))
     assert resumed.returncode == 0, resumed.stderr
     assert not (tmp_path / "b/runs/demo-2").exists()  # resumed in place, not a new run
 
-    a, b = _trainer_state(tmp_path / "a/runs/demo"), _trainer_state(tmp_path / "b/runs/demo")
+    a, b = _trainer_state(tmp_path / "a/runs/demo"), _trainer_state(run_dir)
     assert a["global_step"] == b["global_step"] == 40
     losses_a = [(h["step"], h["loss"]) for h in a["log_history"] if "loss" in h]
     losses_b = [(h["step"], h["loss"]) for h in b["log_history"] if "loss" in h]
-    assert [s for s, _ in losses_a] == [s for s, _ in losses_b]
+    assert [s for s, _ in losses_a] == [s for s, _ in losses_b] == list(range(1, 41))
     assert [l for _, l in losses_a] == pytest.approx([l for _, l in losses_b], rel=1e-4)
     log_a, log_b = ([json.loads(line) for line in (tmp_path / x / "runs/demo/train_log.jsonl").read_text().splitlines()] for x in "ab")
     steps_b = [entry["step"] for entry in log_b if "loss" in entry]
     assert steps_b == sorted(set(steps_b))  # no step twice in the curves
     assert [e["step"] for e in log_a if "loss" in e] == steps_b
+    assert [e["loss"] for e in log_a if "loss" in e] == pytest.approx([e["loss"] for e in log_b if "loss" in e], rel=1e-4)
     metrics_a = json.loads((tmp_path / "a/runs/demo/metrics.json").read_text())
     metrics_b = json.loads((tmp_path / "b/runs/demo/metrics.json").read_text())
     assert metrics_a["dev"]["score"] == pytest.approx(metrics_b["dev"]["score"], abs=1e-6)

@@ -260,6 +260,9 @@ class TrackingConfig(Section):
     `data-<data_version>` (a new version only when their content changes); MLflow run artifacts under data/."""
     uri: str | None = None
     """MLflow tracking URI; None = sqlite:///<general.output_dir>/mlflow.db."""
+    required: bool = False
+    """false: a tracker that cannot be reached (at the start or mid-run) costs one warning and the run goes on
+    (W&B offline, MLflow in the local store); true: the run stops with an error instead."""
 
 
 class SearchParam(Section):

@@ -33,6 +33,7 @@ from dsum.model.degenerate import EmptyAnswers
 from dsum.model.length_control import limits, model_buckets, split_batches
 from dsum.model.precision import autocast
 from dsum.model.tokenization import framing_for, is_decoder_only
+from dsum.util.oom import Halving
 
 # A token-budget batch holds at most this many times batch_size rows: the decoder's self-attention
 # cache and each step's logits (rows × beams × vocab) grow with the row count, not the source length.
@@ -207,9 +208,10 @@ def iter_generate(
     # Answers that decode to nothing are generated again, with a few new tokens at least (dsum.model.degenerate).
     vocab = model.config.get_text_config(decoder=True).vocab_size
     refill = EmptyAnswers(tokenizer, framing.decoder, vocab, stats) if num_return_sequences == 1 and not sampling else None
+    halving = Halving()  # out of memory: the batch halves, the rows already generated are kept (dsum.util.oom)
     try:
         for batch in batches:
-            sequences = run(batch)
+            sequences = halving(run, batch)
             if refill is not None:
                 sequences = refill(batch, sequences, run)
             if stats is not None and num_return_sequences == 1:

@@ -29,13 +29,15 @@ from dsum.util.atomic import atomic_write_text, write_json
 from dsum.config import Config
 from dsum.data.files import file_sha256
 from dsum.util.errors import UserError
-from dsum.runs.read import is_run_dir, read_status, run_status
+from dsum.runs.read import INFERRED, STATUSES, is_run_dir, read_status, run_status
 from dsum.util.secrets import redact
 
 PACKAGE_DIR = Path(__file__).parents[1]  # src/dsum
 PROJECT_ROOT = PACKAGE_DIR.parents[1]  # src/dsum → the checkout, with pyproject.toml and uv.lock
 RECORDED_PACKAGES = ("dsum", "torch", "transformers", "tokenizers", "accelerate", "mecab-ko", "kiwipiepy", "pandas")
-STATUSES = ("running", "finished", "failed", "pruned")  # pruned: stopped early by dsum tune
+# What status.json may hold (meanings in dsum.runs.read.STATUSES). diverged, interrupted, save_failed,
+# out_of_memory: stopped by a fault dsum survived (dsum.verbs.faults, dsum.runs.checkpoints).
+MARKED_STATUSES = tuple(status for status in STATUSES if status not in INFERRED)
 KINDS = ("train", "llm")  # what made the run: `dsum train` or `dsum llm summarize`
 
 
@@ -147,8 +149,8 @@ def mark_status(run_dir: Path, status: str, kind: str | None = None) -> None:
 
     A resumed run keeps its first start; kind=None keeps the recorded kind ("train" if none).
     """
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+    if status not in MARKED_STATUSES:
+        raise ValueError(f"status must be one of {MARKED_STATUSES}, not {status!r}")
     path = Path(run_dir) / "status.json"
     now = datetime.now().astimezone().isoformat(timespec="seconds")
     old = read_status(run_dir)

@@ -40,10 +40,15 @@ STATUSES = {
     "finished": "trained, scored and recorded",
     "running": "its process is alive on this host",
     "running?": "marked running by another host, which this one cannot ask",
-    "failed": "stopped by an error or Ctrl-C",
+    "failed": "stopped by an error",
+    "diverged": "stopped at a non-finite or exploding loss (exit 3); its last finite checkpoints kept",
+    "interrupted": "stopped by SIGTERM or Ctrl-C after saving a checkpoint (exit 143 / 130); --resume goes on",
+    "out_of_memory": "out of memory at a micro-batch of 1 (exit 4)",
+    "save_failed": "a checkpoint could not be written, e.g. a full disk (exit 5); older checkpoints kept",
     "pruned": "a tune trial Optuna stopped early",
     "crashed": "marked running, but its process is gone",
 }
+INFERRED = ("running?", "crashed")  # told from a "running" mark and the process; never written to status.json
 
 
 def run_status(run_dir: Path) -> str:
@@ -52,7 +57,7 @@ def run_status(run_dir: Path) -> str:
     state = read_status(run_dir)
     if (run_dir / "metrics.json").is_file() or state.get("status") == "finished":
         return "finished"
-    if state.get("status") in ("failed", "pruned"):
+    if state.get("status") in STATUSES and state["status"] not in ("running", *INFERRED):
         return state["status"]
     if state.get("status") == "running":
         if state.get("host") != socket.gethostname():

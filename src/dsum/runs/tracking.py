@@ -15,6 +15,7 @@ artifact name, version (online W&B), digest and every file's sha256 under "data"
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import netrc
 import os
@@ -93,6 +94,9 @@ class Tracker:
 
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         pass
+
+    def abandon(self) -> None:
+        """Let go of a tracker whose server stopped answering (BestEffort), without waiting on it."""
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.backend, "url": None, "run_id": None, "mode": None, "dir": None}
@@ -260,6 +264,11 @@ class MlflowTracker(Tracker):
         self.mlflow.log_metrics(numbers)
         self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
+    def abandon(self) -> None:
+        # end_run takes the run off this process's stack before it calls the server: a later run can start.
+        with contextlib.suppress(Exception):
+            self.mlflow.end_run(status="FAILED")
+
     def info(self) -> dict[str, Any]:
         ui = f"mlflow ui --backend-store-uri {self.uri}"
         return {"backend": self.backend, "url": ui, "run_id": self.run.info.run_id, "mode": None, "dir": self.uri}
@@ -323,6 +332,9 @@ def start_tracker(cfg: Config, run_dir: Path) -> Tracker:
         tracker = backend(cfg, run_dir, run_dir.name)
     except ImportError as exc:
         raise UserError(f"tracking.backend={cfg.tracking.backend} needs {exc.name}; run `uv sync` or set tracking.backend=none") from None
+    except Exception as exc:  # a server that cannot be reached (W&B, MLflow): best effort unless tracking.required
+        tracker = local_tracker(cfg, run_dir, exc)
+    tracker = BestEffort(tracker, cfg.tracking.required, run_dir)
     write_json(run_dir / "tracking.json", tracker.info())
     if cfg.tracking.log_data:
         try:
@@ -333,3 +345,78 @@ def start_tracker(cfg: Config, run_dir: Path) -> Tracker:
         if data is not None:
             write_json(run_dir / "tracking.json", {**tracker.info(), "data": data})
     return tracker
+
+
+# ---------------------------------------------------------------------------------------------
+# Best effort: a tracker that cannot be reached never costs the run (unless tracking.required)
+
+
+def _reason(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def local_tracker(cfg: Config, run_dir: Path, exc: Exception) -> Tracker:
+    """The tracker that needs no server, after `exc` at the start: W&B offline, MLflow in the local store."""
+    t = cfg.tracking
+    if t.required or t.backend not in ("wandb", "mlflow"):
+        raise UserError(
+            f"tracking.backend={t.backend} cannot be reached ({_reason(exc)}); check the server and the network, "
+            "or set tracking.required=false to go on logging locally"
+        ) from None
+    if t.backend == "wandb":
+        local = cfg.model_copy(update={"tracking": t.model_copy(update={"mode": "offline"})})
+        tracker = WandbTracker(local, run_dir, run_dir.name)
+        log.warning(f"W&B cannot be reached ({_reason(exc)}): this run logs offline under {run_dir}/wandb; "
+                    f"upload it later with `wandb sync {run_dir}/wandb/offline-run-*`")
+        return tracker
+    local = cfg.model_copy(update={"tracking": t.model_copy(update={"uri": None})})
+    tracker = MlflowTracker(local, run_dir, run_dir.name)
+    log.warning(f"MLflow at {t.uri} cannot be reached ({_reason(exc)}): this run logs to the local store {tracker.uri}; "
+                f"see it with `mlflow ui --backend-store-uri {tracker.uri}`")
+    return tracker
+
+
+class BestEffort:
+    """A started tracker whose failure mid-run (a server gone) costs one warning and the tracker, not the run:
+    every metric is in train_log.jsonl anyway. tracking.required: a UserError instead."""
+
+    def __init__(self, tracker: Tracker, required: bool, run_dir: Path):
+        self.tracker, self.required, self.run_dir, self.down = tracker, required, run_dir, False
+
+    def __getattr__(self, name: str):
+        return getattr(self.tracker, name)
+
+    def _call(self, method: str, *args, **kwargs):
+        if self.down:
+            return None
+        try:
+            return getattr(self.tracker, method)(*args, **kwargs)
+        except UserError:
+            raise  # a setup problem for the user, not a server gone
+        except Exception as exc:
+            name = self.tracker.backend
+            if self.required:
+                raise UserError(f"tracking: {name} stopped answering ({_reason(exc)}); tracking.required=true stops the run") from None
+            self.down = True
+            self.tracker.abandon()
+            log.warning(f"tracking: {name} stopped answering ({_reason(exc)}); the run goes on without it "
+                        f"(every logged metric is in {self.run_dir / 'train_log.jsonl'})")
+            return None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self._call("log", metrics, step)
+
+    def log_predictions(self, predictions: pd.DataFrame) -> None:
+        self._call("log_predictions", predictions)
+
+    def log_model(self, model_dir: Path) -> None:
+        self._call("log_model", model_dir)
+
+    def log_data(self, files: dict[str, Path]) -> dict[str, Any] | None:
+        return self._call("log_data", files)
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        self._call("finish", summary, failed)
+
+    def info(self) -> dict[str, Any]:
+        return self.tracker.info()

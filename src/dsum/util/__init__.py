@@ -1,6 +1,7 @@
 """Plumbing every part uses.
 
-- `errors.py`: UserError, the one exception for problems a user can fix.
+- `errors.py`: UserError, the one exception for problems a user can fix; RunStopped, a run stopped by a fault.
+- `oom.py`: out of memory told apart (CPU and CUDA), generation batches that halve instead of failing.
 - `atomic.py`: whole-or-nothing file writes. `envfile.py`: secrets from `.env`.
 - `progress.py`: the one progress helper (rich consoles, tqdm bars; silent under -q).
 - `verbosity.py`: `dsum -q` / `-v`, and the console handler of the "dsum" logger every message goes through.

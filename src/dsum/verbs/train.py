@@ -32,11 +32,13 @@ from dsum.model.loading import (
 )
 from dsum.model.precision import resolve_precision
 from dsum.model.tokenization import framing_for, is_decoder_only
+from dsum.runs.checkpoints import step_of
 from dsum.runs.directory import claim_run_dir, mark_status, write_run_files
 from dsum.runs.tracking import Tracker, start_tracker
 from dsum.util.atomic import atomic_write_text, write_json
 from dsum.util.distributed import init_distributed, is_main_process, world_size
-from dsum.util.errors import UserError
+from dsum.util.errors import RunStopped, UserError
+from dsum.verbs.faults import guard_training
 from dsum.verbs.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,20 @@ def add_adapters(cfg: Config, model, tokenizer, run_dir: Path, main: bool):
     return wrap_lora(model, cfg.lora, base)
 
 
-def last_checkpoint_step(run_dir: Path) -> int | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def resume_point(run_dir: Path, resume: bool | Path) -> Path | None:
+    """The checkpoint a resumed run continues from: the newest complete one, broken newer ones set aside
+    (dsum.runs.checkpoints), chosen by rank 0 for every process; None for a new run."""
+    from dsum.runs.checkpoints import resume_checkpoint
 
-    folder = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    return int(last.rsplit("-", 1)[-1]) if last else None
+    if not resume:
+        return None
+    if world_size() == 1:
+        return resume_checkpoint(run_dir)
+    import torch.distributed as dist
+
+    chosen = [resume_checkpoint(run_dir) if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(chosen, src=0)
+    return chosen[0]
 
 
 def trim_log(path: Path, step: int) -> None:
@@ -123,6 +133,7 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
     main = is_main_process()
     tracker = Tracker(cfg, run_dir, run_dir.name)
     try:
+        checkpoint = resume_point(run_dir, resume)  # before the model loads: a broken checkpoint shows now
         model, tokenizer = load_model_and_tokenizer(
             cfg.model, data.special_tokens, data.train_sources + data.train_targets,
             cfg.lora.quantization if cfg.lora else "none", cfg.prompt,
@@ -139,20 +150,27 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
                 write_json(run_dir / "length_buckets.json", buckets)
             tracker = start_tracker(cfg, run_dir)
         trainer = build_trainer(cfg, run_dir, model, tokenizer, features, data, precision, tracker, callbacks)
+        faults = guard_training(trainer, cfg, run_dir, precision)  # divergence, out of memory, signals, saves
         log_file = run_dir / "train_log.jsonl"
-        if main and resume:
-            trim_log(log_file, last_checkpoint_step(run_dir))  # claim_run_dir made sure a checkpoint exists
+        if main and checkpoint:
+            trim_log(log_file, step_of(checkpoint))
         elif main:
             log_file.unlink(missing_ok=True)
-        trainer.train(resume_from_checkpoint=True if resume else None)
+        with faults:  # SIGTERM / Ctrl-C: saved and stopped at the next step's end
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        faults.raise_if_interrupted(trainer.state.global_step)
         if not main:
             return run_dir
         metrics = finish_run(cfg, run_dir, trainer, tokenizer, data)
-    except BaseException:
-        # A crash, a pruned trial or Ctrl-C: the tracker and `dsum runs` must not show it as running.
+    except BaseException as exc:
+        # A crash, a pruned trial, a fault survived or Ctrl-C: the tracker and `dsum runs` must not show it as running.
         if main:
             tracker.finish({}, failed=True)
-            mark_status(run_dir, "failed")
+            if isinstance(exc, RunStopped):
+                status = exc.status  # diverged, interrupted, save_failed, out_of_memory
+            else:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            mark_status(run_dir, status)
         raise
     record_run(cfg, run_dir, {**metrics, "truncated": truncated}, tracker, parent_dir)
     return run_dir

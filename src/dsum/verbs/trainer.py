@@ -28,6 +28,7 @@ from dsum.model.tokenization import Features, is_decoder_only
 from dsum.runs.tracking import Tracker
 from dsum.util.distributed import world_size
 from dsum.util.errors import UserError
+from dsum.verbs.faults import FaultTolerance
 
 # The board score runs 0-100; early_stopping_threshold is given on ROUGE's 0-1 scale, as the
 # organiser's baseline gives it (0.001 there = 0.1 board points here).
@@ -125,9 +126,10 @@ class DevEvaluation:
         return {"board_score": result.score, "rouge1": result.rouge1, "rouge2": result.rouge2, "rougeL": result.rougeL}
 
 
-class DsumTrainer(Trainer):
+class DsumTrainer(FaultTolerance, Trainer):
     """The Trainer with dsum's evaluation (generation + the board's score), optional R-Drop loss, and for
-    decoder-only models the loss with the output layer run on label positions only (dsum.model.label_loss)."""
+    decoder-only models the loss with the output layer run on label positions only (dsum.model.label_loss);
+    FaultTolerance (dsum.verbs.faults): the divergence check, the out-of-memory back-off, complete-only checkpoints."""
 
     def __init__(self, *args, dev_evaluation: DevEvaluation, rdrop_alpha: float = 0.0, label_smoothing: float = 0.0,
                  label_only_loss: bool = False, **kwargs):

@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 
 from dsum.util.atomic import atomic_write_text
 from dsum.config import Config, SearchParam, TuneConfig, set_dotted, validate_config
-from dsum.util.errors import UserError
+from dsum.util.errors import RunInterrupted, RunStopped, UserError
 from dsum.util.verbosity import apply_to_optuna
 
 # Stale-trial grace period, in heartbeats: long enough for a slow evaluation not to look dead.
@@ -189,6 +189,10 @@ def train_objective(cfg: Config):
         except optuna.TrialPruned:
             mark_status(general.output_dir / general.run_name, "pruned")
             raise
+        except RunStopped as exc:
+            if exc.status == "interrupted":  # SIGTERM / Ctrl-C: the study stops, not only this trial
+                raise RunInterrupted(str(exc), exc.status, exc.exit_code) from None
+            raise  # diverged, out of memory...: this trial fails, the study goes on
         trial.set_user_attr("run_dir", str(run_dir))
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         trial.set_user_attr("epochs_trained", metrics["epochs_trained"])
@@ -251,7 +255,10 @@ def run_worker(cfg: Config, n_trials: int, worker: int = 0, threads: int | None 
     t = tune_section(cfg)
     study = load_study(cfg, worker)
     objective = train_objective(cfg) if t.mode == "train" else decode_objective(cfg)
-    study.optimize(recorded(objective), n_trials=n_trials, timeout=t.timeout, catch=(Exception,), gc_after_trial=True)
+    try:
+        study.optimize(recorded(objective), n_trials=n_trials, timeout=t.timeout, catch=(Exception,), gc_after_trial=True)
+    except RunInterrupted as exc:
+        raise RunStopped(str(exc), exc.status, exc.exit_code) from None
 
 
 def _worker_entry(raw: dict[str, Any], n_trials: int, worker: int, threads: int) -> None:
