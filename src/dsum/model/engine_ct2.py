@@ -91,23 +91,31 @@ def supported_compute_types(device: str) -> set[str]:
 
 
 def resolve_compute_type(compute_type: str, device: str, precision: str = "fp32") -> str:
-    """auto: float32 on a CPU; on a GPU training's precision (bf16 → bfloat16, fp16 → float16, fp32 → float32)."""
-    if compute_type != "auto":
-        return compute_type
-    return "float32" if device == "cpu" else _PRECISION_TYPES.get(precision, "float32")
-
-
-def check_compute_type(compute_type: str, device: str, precision: str = "fp32") -> str:
-    """The compute type the engine will use; a UserError (before any model loads) when the device lacks it."""
-    resolved = resolve_compute_type(compute_type, device, precision)
+    """auto: float32 on a CPU; on a GPU training's precision (bf16 → bfloat16, fp16 → float16; float32 where the
+    GPU lacks it). Another compute type: itself, once the device is known to run it (else a UserError)."""
     supported = supported_compute_types(device)
-    if resolved not in supported:
+    if compute_type == "auto":
+        wanted = "float32" if device == "cpu" else _PRECISION_TYPES.get(precision, "float32")
+        return wanted if wanted in supported else "float32"
+    if compute_type not in supported:
         raise UserError(
-            f"generation.compute_type={compute_type}: this {device.upper()} runs "
-            f"{', '.join(sorted(supported))} with CTranslate2, not {resolved}; set generation.compute_type=auto "
-            f"(or one of those)"
+            f"generation.compute_type={compute_type}: CTranslate2 on this {device.upper()} runs "
+            f"{', '.join(sorted(supported))}, not {compute_type}; set generation.compute_type=auto (or one of those)"
         )
-    return resolved
+    return compute_type
+
+
+def check_engine(gen, checkpoints: int = 1) -> None:
+    """What generation.engine=ctranslate2 cannot do, refused before any model loads: a compute type this device
+    lacks, and a logit ensemble (several --checkpoint) when the config asks for the engine by name."""
+    if gen.engine != "ctranslate2":
+        return
+    if checkpoints > 1 and "engine" in gen.model_fields_set:
+        raise UserError(
+            "generation.engine=ctranslate2 cannot run a logit ensemble of several --checkpoint (CTranslate2 has no "
+            "logits processors): set generation.engine=hf, or combine them with dsum ensemble mbr or dsum average"
+        )
+    resolve_compute_type(gen.compute_type, engine_device())
 
 
 def fallback_reason(model) -> str | None:
@@ -327,7 +335,7 @@ def engine_for(model, tokenizer, engine: str, compute_type: str, precision: str 
             _LOGGED.add(reason)
         return None
     device = "cuda" if next(model.parameters()).device.type == "cuda" else "cpu"
-    resolved = check_compute_type(compute_type, device, precision)
+    resolved = resolve_compute_type(compute_type, device, precision)
     seq2seq = model.config.is_encoder_decoder
     with merged_weights(model) as plain:
         if not keep:
