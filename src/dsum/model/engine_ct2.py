@@ -213,8 +213,17 @@ def _model_spec(model, tokenizer):
     from ctranslate2.specs.model_spec import visit_spec
 
     loader = _MODEL_LOADERS[model.config.__class__.__name__]
-    with torch.no_grad(), _converter_view(model.config):
-        spec = loader(model, _IdTokens(tokenizer, model.config))
+    # The decoder-only loaders free each layer's attention and MLP once read (delattr), as they would free a model
+    # they loaded themselves; this model goes on generating and training, so every submodule is put back.
+    children = [(module, dict(module._modules)) for module in model.modules()]
+    try:
+        with torch.no_grad(), _converter_view(model.config):
+            spec = loader(model, _IdTokens(tokenizer, model.config))
+    finally:
+        for module, kept in children:
+            for name, child in kept.items():
+                if name not in module._modules:
+                    module._modules[name] = child
 
     def to_cpu(layer, name, value):  # a model on the GPU: the spec is written from host memory
         if isinstance(value, torch.Tensor) and value.device.type != "cpu":

@@ -230,9 +230,10 @@ def predict(
         check_candidates(candidates, cfg.generation.num_beams)
     if samples is not None and samples < 1:
         raise UserError(f"--samples {samples}: give the number of summaries to draw per row, 1 or more")
-    folders = [checkpoint_folder(path) for path in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
+    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]
+    check_engine(cfg.generation, len(checkpoints))
+    folders = [checkpoint_folder(path) for path in checkpoints]
     cfg = run_engine(cfg, folders[0])
-    check_engine(cfg.generation, len(folders))
     if out is None:
         # A .gguf file often lies where nothing may be written (a shared models folder): its file goes here.
         out = Path(DEFAULT_OUT[split]) if is_gguf(folders[0]) else folders[0].parent / DEFAULT_OUT[split]
