@@ -86,7 +86,7 @@ def test_t5_decoder_outputs_not_scaled(standin):
     from dsum.model.engine_ct2 import engine_for
 
     assert model.config.tie_word_embeddings and not model.config.scale_decoder_outputs
-    engine = engine_for(model, tokenizer, "ctranslate2", "auto")
+    engine = engine_for(model, tokenizer, GenerationConfig(engine="ctranslate2"))
     source = framing_for(model.config, tokenizer, prompt).encode_prompts(DIALOGUES[:1], 256)[0][0]
     target = tokenizer(" 회의는 세 시", add_special_tokens=False)["input_ids"] + [model.config.eos_token_id]
     # score_batch appends the eos itself: the summary's ids are given without it.
@@ -146,3 +146,46 @@ def test_logit_ensemble_on_ctranslate2_refused_before_loading(tmp_path):
         "--split", "dev", "--set", "generation.engine=ctranslate2",
     )
     assert result.returncode == 2 and "cannot run a logit ensemble" in result.stderr, result.stderr
+
+
+def test_demo_llm_lora_trained_on_ctranslate2_and_predict_reproduces_its_dev_score(tmp_path):
+    """The same with configs/demo-llm.yaml (tiny Qwen3 + LoRA with trained embeddings): the adapter is merged into
+    the converted weights, and the model keeps training afterwards with its own weights bit for bit."""
+    from test_llm_finetune import demo_llm_overrides
+
+    from dsum.verbs.predict import predict
+    from dsum.verbs.train import train
+
+    # generation.repetition_penalty 1.0: the recipe's 1.1 counts the prompt in generate() (a fallback, tested below).
+    settings = demo_llm_overrides(tmp_path / "runs", "generation.engine=ctranslate2", "generation.repetition_penalty=1.0")
+    run_dir = train(load_config(REPO / "configs/demo-llm.yaml", settings))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["engine"] == {"name": "ctranslate2", "compute_type": "float32"}
+    del settings["generation.engine"]  # the run's engine, from its metrics.json
+    result = predict(load_config(REPO / "configs/demo-llm.yaml", settings), run_dir, "dev", tmp_path / "dev.csv")
+    assert result["engine"] == "ctranslate2"
+    assert result["score"] == pytest.approx(metrics["dev"]["score"], abs=1e-9)
+    hf = predict(load_config(REPO / "configs/demo-llm.yaml", {**settings, "generation.engine": "hf"}), run_dir, "dev", tmp_path / "hf.csv")
+    assert hf["engine"] == "hf"
+    assert (tmp_path / "hf.csv").read_text() == (tmp_path / "dev.csv").read_text()  # greedy: generate()'s summaries
+
+
+@pytest.mark.parametrize("standin", ["qwen3"], indirect=True)
+def test_what_the_engine_cannot_do_runs_on_generate_with_one_line(standin, caplog):
+    """A decoder-only repetition penalty (generate() counts the prompt) and a logit ensemble: generate() runs, the
+    log says why once, and stats say which engine made the summaries."""
+    from dsum.model.generate import LogitEnsemble
+
+    _, model, tokenizer, prompt = standin
+    gen = GenerationConfig(engine="ctranslate2", num_beams=1, no_repeat_ngram_size=0, repetition_penalty=1.1, max_new_tokens=6)
+    stats = GenerationStats()
+    with caplog.at_level("INFO", logger="dsum"):
+        for _ in range(2):
+            ours = generate_summaries(model, tokenizer, DIALOGUES, gen, 4, 256, progress=False, prompt=prompt, stats=stats)
+    assert stats.engine == "hf" and ours == generate_summaries(
+        model, tokenizer, DIALOGUES, gen.model_copy(update={"engine": "hf"}), 4, 256, progress=False, prompt=prompt
+    )
+    said = [r.getMessage() for r in caplog.records if "instead, as" in r.getMessage()]
+    assert len(said) == 1 and "repetition_penalty" in said[0]
+    ensemble = LogitEnsemble([model, model])
+    assert "logit ensemble" in __import__("dsum.model.engine_ct2", fromlist=["x"]).fallback_reason(ensemble)

@@ -118,8 +118,9 @@ def check_engine(gen, checkpoints: int = 1) -> None:
     resolve_compute_type(gen.compute_type, engine_device())
 
 
-def fallback_reason(model) -> str | None:
-    """Why this model generates on Hugging Face generate() instead of CTranslate2 (None: it need not)."""
+def fallback_reason(model, gen=None) -> str | None:
+    """Why this model (with these generation settings) generates on Hugging Face generate() instead of
+    CTranslate2 (None: it need not)."""
     from ctranslate2.converters.transformers import _MODEL_LOADERS
 
     members = getattr(model, "members", None)
@@ -131,6 +132,11 @@ def fallback_reason(model) -> str | None:
     name = base.config.__class__.__name__
     if name not in _MODEL_LOADERS:
         return f"CTranslate2's converter has no {name} ({base.config.model_type})"
+    if gen is not None and not base.config.is_encoder_decoder and (gen.repetition_penalty != 1 or gen.no_repeat_ngram_size):
+        # generate() counts the prompt's tokens as already generated; CTranslate2 counts what it generates and, in a
+        # batch, the part of the longer prompts it feeds step by step: the summaries would depend on the batch.
+        return ("a decoder-only model's repetition_penalty / no_repeat_ngram_size count the prompt in generate(), "
+                "not in CTranslate2 (set them to 1.0 / 0 to use it)")
     return None
 
 
@@ -331,20 +337,21 @@ _LOGGED: set[str] = set()  # fallback reasons already said in this process (trai
 _KEPT: dict[str, Engine] = {}  # the last engine loaded from the cache, reused while the weights are the same
 
 
-def engine_for(model, tokenizer, engine: str, compute_type: str, precision: str = "fp32", keep: bool = True) -> Engine | None:
+def engine_for(model, tokenizer, gen, precision: str = "fp32", keep: bool = True) -> Engine | None:
     """The CTranslate2 engine for `model` as it is now, or None where generate() runs (engine hf, or a
     fallback, said once in the log). keep: convert once into the cache and reuse it (dsum predict, tune);
-    else convert into a temporary folder (the evaluation inside training: the weights change every time)."""
-    if engine != "ctranslate2":
+    else convert into a temporary folder (the evaluation inside training: the weights change every time).
+    `gen`: the GenerationConfig (engine, compute_type, and the settings that decide a fallback)."""
+    if gen.engine != "ctranslate2":
         return None
-    reason = fallback_reason(model)
+    reason = fallback_reason(model, gen)
     if reason is not None:
         if reason not in _LOGGED:
             log.info(f"generation.engine=ctranslate2: generating with Hugging Face generate() instead, as {reason}")
             _LOGGED.add(reason)
         return None
     device = "cuda" if next(model.parameters()).device.type == "cuda" else "cpu"
-    resolved = resolve_compute_type(compute_type, device, precision)
+    resolved = resolve_compute_type(gen.compute_type, device, precision)
     seq2seq = model.config.is_encoder_decoder
     with merged_weights(model) as plain:
         if not keep:
