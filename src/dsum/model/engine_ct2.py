@@ -140,6 +140,34 @@ def fallback_reason(model, gen=None) -> str | None:
     return None
 
 
+def engine_summary(cfg, model_config) -> tuple[str, str]:
+    """(ok | warn | fail, one line) for `dsum doctor`: the engine, its device and compute type, and what would run on
+    generate() instead."""
+    from ctranslate2.converters.transformers import _MODEL_LOADERS
+
+    from dsum.model.precision import resolve_precision
+
+    gen = cfg.generation
+    if gen.engine != "ctranslate2":
+        return "ok", "hf: transformers generate() (generation.engine=ctranslate2 runs the same ids faster; see README)"
+    device = engine_device()
+    try:
+        compute = resolve_compute_type(gen.compute_type, device, resolve_precision(cfg.training.precision, model_config.model_type, training=False))
+    except (UserError, RuntimeError, OSError) as exc:  # a compute type the device lacks, CUDA libraries not found
+        return "fail", str(exc)
+    falls = ["logit ensembles (several --checkpoint)", "rows generated again after an empty answer"]
+    level = "ok"
+    if model_config.__class__.__name__ not in _MODEL_LOADERS:
+        level = "warn"
+        falls.insert(0, f"everything (the converter lacks {model_config.model_type})")
+    if cfg.lora is not None and cfg.lora.quantization != "none":
+        falls.insert(0, f"training's evaluation ({cfg.lora.quantization} base)")
+    if not model_config.is_encoder_decoder and (gen.repetition_penalty != 1 or gen.no_repeat_ngram_size):
+        level = "warn"
+        falls.insert(0, "everything (decoder-only repetition_penalty / no_repeat_ngram_size count the prompt)")
+    return level, f"ctranslate2 on {device} ({compute}); generate() runs {', '.join(falls)}"
+
+
 def _base_model(model):
     """The transformers model under a peft wrapper or a one-member ensemble."""
     members = getattr(model, "members", None)
