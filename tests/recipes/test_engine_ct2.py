@@ -189,3 +189,20 @@ def test_what_the_engine_cannot_do_runs_on_generate_with_one_line(standin, caplo
     assert len(said) == 1 and "repetition_penalty" in said[0]
     ensemble = LogitEnsemble([model, model])
     assert "logit ensemble" in __import__("dsum.model.engine_ct2", fromlist=["x"]).fallback_reason(ensemble)
+
+
+@pytest.mark.parametrize("standin", ["solar"], indirect=True)
+def test_conversion_is_cached_whole_and_reused(standin, tmp_path):
+    """Once per weights: the cache folder is complete (its marker written last), a second call (after the
+    converter has freed and dsum has put back the model's layers) finds the same key, no staging is left."""
+    from dsum.model import engine_ct2
+
+    _, model, tokenizer, _ = standin
+    gen = GenerationConfig(engine="ctranslate2", no_repeat_ngram_size=0)
+    names = [name for name, _ in model.named_parameters()]
+    first = engine_ct2.engine_for(model, tokenizer, gen)
+    engine_ct2._KEPT.clear()  # as a later process would: the cache folder, not this process's engine
+    second = engine_ct2.engine_for(model, tokenizer, gen)
+    assert first.key == second.key and [name for name, _ in model.named_parameters()] == names
+    root = engine_ct2.cache_root()
+    assert [p.name for p in root.iterdir()] == [first.key] and (root / first.key / engine_ct2.DONE_FILE).is_file()

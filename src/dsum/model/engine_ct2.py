@@ -254,10 +254,11 @@ def _model_spec(model, tokenizer):
         with torch.no_grad(), _converter_view(model.config):
             spec = loader(model, _IdTokens(tokenizer, model.config))
     finally:
-        for module, kept in children:
-            for name, child in kept.items():
-                if name not in module._modules:
-                    module._modules[name] = child
+        for module, kept in children:  # in their order: state_dict() (the cache key) and repr stay the same
+            if list(module._modules) != list(kept):
+                added = {name: child for name, child in module._modules.items() if name not in kept}
+                module._modules.clear()
+                module._modules.update({**kept, **added})
 
     def to_cpu(layer, name, value):  # a model on the GPU: the spec is written from host memory
         if isinstance(value, torch.Tensor) and value.device.type != "cpu":
@@ -273,7 +274,7 @@ def weights_key(model, compute_type: str) -> str:
     import torch
 
     digest = hashlib.sha256(f"{ctranslate2.__version__}\n{compute_type}\n{model.config.to_json_string()}".encode())
-    for name, tensor in model.state_dict().items():
+    for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:20]
