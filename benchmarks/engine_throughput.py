@@ -7,7 +7,8 @@ frames, batches by length and decodes alike; only the decoding loop differs), in
 case timed once per engine on the same model object:
 
   * KoBART at its real size: digit82/kobart-summarization's config.json and tokenizer from
-    ../shared/models (random weights at the config's own init, seeded), the organiser's decoding
+    ../shared/models (random weight matrices drawn at std 0.1, seeded: at the config's own init of 0.02
+    every answer is an immediate eos, which dsum would generate again), the organiser's decoding
     (4 beams, no_repeat_ngram_size 2, early stopping), 60 new tokens, --kobart Korean dev dialogues
     (../shared/data/competition-ko/dev.csv, else the bundled sample). fp32 on both sides.
   * SmolLM2-135M-Instruct, the real weights (../shared/models, the .gguf dequantized once to a float32
@@ -106,6 +107,10 @@ def kobart_case(n: int, int8: bool) -> float:
     tokenizer = load_tokenizer(KOBART)
     torch.manual_seed(0)
     model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(KOBART)).eval()
+    with torch.no_grad():  # at the config's init (std 0.02) every answer is an immediate eos: redrawn at std 0.1
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0, 0.1)
     framing_for(model.config, tokenizer, None).apply_to(model)
     return compare("KoBART size (random weights), 4 beams", cfg, model, tokenizer, examples, int8)
 

@@ -345,7 +345,8 @@ class Engine:
         tokens = [[str(i) for i in row] for row in batch]
         forced = getattr(ids, "forced_eos_token_id", None)
         forced = forced[0] if isinstance(forced, list) else forced
-        low, high = settings.get("min_new_tokens") or 0, settings["max_new_tokens"] - (forced is not None)
+        high = settings["max_new_tokens"] - (forced is not None)
+        low = min(settings.get("min_new_tokens") or 0, high)
         if self.seq2seq:
             results = self.model.translate_batch(
                 tokens, max_decoding_length=high, min_decoding_length=low, max_input_length=0, **options
