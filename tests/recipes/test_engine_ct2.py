@@ -206,3 +206,7 @@ def test_conversion_is_cached_whole_and_reused(standin, tmp_path):
     assert first.key == second.key and [name for name, _ in model.named_parameters()] == names
     root = engine_ct2.cache_root()
     assert [p.name for p in root.iterdir()] == [first.key] and (root / first.key / engine_ct2.DONE_FILE).is_file()
+    # int8 quantizes the spec's tensors in place: the model's own weights must not be among them.
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    engine_ct2.engine_for(model, tokenizer, gen.model_copy(update={"compute_type": "int8"}))
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())

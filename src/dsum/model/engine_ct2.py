@@ -240,8 +240,9 @@ def _converter_view(config):
                 delattr(config, key)
 
 
-def _model_spec(model, tokenizer):
-    """The CTranslate2 model spec of a transformers model in memory (weights on the CPU)."""
+def _model_spec(model, tokenizer, compute_type: str):
+    """The CTranslate2 model spec of a transformers model in memory (weights on the CPU, never the model's own
+    tensors where the conversion would change them)."""
     import torch
     from ctranslate2.converters.transformers import _MODEL_LOADERS
     from ctranslate2.specs.model_spec import visit_spec
@@ -260,11 +261,13 @@ def _model_spec(model, tokenizer):
                 module._modules.clear()
                 module._modules.update({**kept, **added})
 
-    def to_cpu(layer, name, value):  # a model on the GPU: the spec is written from host memory
-        if isinstance(value, torch.Tensor) and value.device.type != "cpu":
-            setattr(layer, name.split("/")[-1], value.detach().cpu())
+    def own_copy(layer, name, value):
+        # The spec holds the model's own tensors; quantizing (optimize) rewrites them in place, which would change
+        # the weights generate() and training go on using. float32 on the CPU is left as it is (no copy needed).
+        if isinstance(value, torch.Tensor) and (compute_type != "float32" or value.device.type != "cpu"):
+            setattr(layer, name.split("/")[-1], value.detach().to("cpu", copy=True))
 
-    visit_spec(spec, to_cpu)
+    visit_spec(spec, own_copy)
     return spec
 
 
@@ -282,7 +285,7 @@ def weights_key(model, compute_type: str) -> str:
 
 def convert(model, tokenizer, compute_type: str, folder: Path) -> Path:
     """Write `model` (in memory) as a CTranslate2 model into `folder`, whole or not at all (temp folder + rename)."""
-    spec = _model_spec(model, tokenizer)
+    spec = _model_spec(model, tokenizer, compute_type)
     spec.validate()
     spec.optimize(quantization=compute_type)
     folder.parent.mkdir(parents=True, exist_ok=True)
