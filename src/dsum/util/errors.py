@@ -7,3 +7,9 @@ its traceback.
 
 class UserError(Exception):
     """A problem the user caused and can fix; the message names the problem and the fix."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
