@@ -29,13 +29,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from dsum.model.tokenization import is_decoder_only
 from dsum.util.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def fallback_reason(model, gen=None) -> str | None:
     name = base.config.__class__.__name__
     if name not in _MODEL_LOADERS:
         return f"CTranslate2's converter has no {name} ({base.config.model_type})"
-    if gen is not None and not base.config.is_encoder_decoder and (gen.repetition_penalty != 1 or gen.no_repeat_ngram_size):
+    if gen is not None and is_decoder_only(base.config) and (gen.repetition_penalty != 1 or gen.no_repeat_ngram_size):
         # generate() counts the prompt's tokens as already generated; CTranslate2 counts what it generates and, in a
         # batch, the part of the longer prompts it feeds step by step: the summaries would depend on the batch.
         return ("a decoder-only model's repetition_penalty / no_repeat_ngram_size count the prompt in generate(), "
@@ -162,7 +162,7 @@ def engine_summary(cfg, model_config) -> tuple[str, str]:
         falls.insert(0, f"everything (the converter lacks {model_config.model_type})")
     if cfg.lora is not None and cfg.lora.quantization != "none":
         falls.insert(0, f"training's evaluation ({cfg.lora.quantization} base)")
-    if not model_config.is_encoder_decoder and (gen.repetition_penalty != 1 or gen.no_repeat_ngram_size):
+    if is_decoder_only(model_config) and (gen.repetition_penalty != 1 or gen.no_repeat_ngram_size):
         level = "warn"
         falls.insert(0, "everything (decoder-only repetition_penalty / no_repeat_ngram_size count the prompt)")
     return level, f"ctranslate2 on {device} ({compute}); generate() runs {', '.join(falls)}"
@@ -385,7 +385,7 @@ def engine_for(model, tokenizer, gen, precision: str = "fp32", keep: bool = True
         return None
     device = "cuda" if next(model.parameters()).device.type == "cuda" else "cpu"
     resolved = resolve_compute_type(gen.compute_type, device, precision)
-    seq2seq = model.config.is_encoder_decoder
+    seq2seq = not is_decoder_only(model.config)
     with merged_weights(model) as plain:
         if not keep:
             with tempfile.TemporaryDirectory(prefix="dsum-ct2-") as scratch:
