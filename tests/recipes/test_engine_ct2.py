@@ -210,3 +210,25 @@ def test_conversion_is_cached_whole_and_reused(standin, tmp_path):
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     engine_ct2.engine_for(model, tokenizer, gen.model_copy(update={"compute_type": "int8"}))
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_real_smollm2_greedy_ids_identical(tmp_path_factory):
+    """The real SmolLM2-135M-Instruct weights (../shared, its .gguf dequantized as dsum loads it), English DialogSum
+    dialogues with its own chat template: CTranslate2's greedy summaries are generate()'s."""
+    from test_real_weights import DIALOGSUM, GGUF, SYSTEM
+
+    if not GGUF.is_file() or not DIALOGSUM.is_dir():
+        pytest.skip(f"{GGUF} or {DIALOGSUM} is absent (the real weights live in ../shared beside the clone)")
+    model, tokenizer = load_pretrained(GGUF)  # into this test's DSUM_CACHE
+    prompt = PromptConfig(system=SYSTEM, user="{dialogue}")
+    framing_for(model.config, tokenizer, prompt).apply_to(model)
+    rows = (DIALOGSUM / "dialogsum.dev.jsonl").read_text(encoding="utf-8").splitlines()[:4]
+    dialogues = [json.loads(row)["dialogue"] for row in rows]
+    gen = GenerationConfig(num_beams=1, no_repeat_ngram_size=0, max_new_tokens=24)
+    run = lambda engine, stats=None: generate_summaries(  # noqa: E731
+        model.eval(), tokenizer, dialogues, gen.model_copy(update={"engine": engine}), 4, 512, progress=False,
+        prompt=prompt, stats=stats,
+    )
+    stats = GenerationStats()
+    hf, ct2 = run("hf"), run("ctranslate2", stats)
+    assert stats.engine == "ctranslate2" and ct2 == hf and all(hf)
