@@ -9,6 +9,9 @@ Prints one table:
   gradient checkpointing, batch 1 × 1,024 tokens: seconds per step and peak memory against `dsum doctor`'s
   estimate for the same shape (dsum.model.memory.estimate_training_memory);
 - batched generation on the KoBART-shaped model: new tokens per second at the organiser's settings (beam 4);
+- the same generation on CTranslate2 (generation.engine=ctranslate2, dsum.model.engine_ct2: the model converted in
+  memory, compute type bfloat16 as training's precision, libcublas found from torch's nvidia-cublas-cu12):
+  new tokens per second and the ratio over generate();
 - NCCL: a process group over every GPU present and one all-reduce.
 
 Random weights time the arithmetic, not the answers. Without CUDA it stops with exit code 2.
@@ -91,6 +94,31 @@ def generation(batch: int, source: int, new_tokens: int, beams: int) -> dict:
     del model
     torch.cuda.empty_cache()
     return {"new_tokens_per_s": batch * new_tokens / seconds, "batch": f"{batch} rows, beam {beams}, {new_tokens} new"}
+
+
+def engine_generation(batch: int, source: int, new_tokens: int, beams: int) -> dict:
+    """generation()'s beam search on CTranslate2 through dsum's engine: the same model, ids and settings."""
+    from dsum.config import GenerationConfig
+    from dsum.model.engine_ct2 import engine_for
+    from dsum.model.tokenization import framing_for, load_tokenizer
+
+    tokenizer = load_tokenizer(MODELS / "digit82__kobart-summarization")
+    model = kobart().cuda().eval().to(torch.bfloat16)
+    framing_for(model.config, tokenizer, None).apply_to(model)
+    gen = GenerationConfig(engine="ctranslate2", num_beams=beams, no_repeat_ngram_size=2, max_new_tokens=new_tokens)
+    start = time.perf_counter()
+    engine = engine_for(model, tokenizer, gen, precision="bf16", keep=False)
+    convert = time.perf_counter() - start
+    rows = torch.randint(7, model.config.vocab_size, (batch, source)).tolist()
+    settings = {"num_beams": beams, "length_penalty": 1.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 2,
+                "max_new_tokens": new_tokens, "min_new_tokens": new_tokens}
+    engine.generate(rows[:2], {**settings, "max_new_tokens": 4, "min_new_tokens": 4}, model.generation_config)  # warm-up
+    start = time.perf_counter()
+    engine.generate(rows, settings, model.generation_config)
+    seconds = time.perf_counter() - start
+    del model, engine
+    torch.cuda.empty_cache()
+    return {"new_tokens_per_s": batch * new_tokens / seconds, "compute_type": "bfloat16", "convert_s": convert}
 
 
 def qlora(layers: int, steps: int, seq: int) -> dict:
@@ -178,15 +206,19 @@ def main() -> int:
         "seq2seq_training": seq2seq_training(steps=20, batch=32, source=512, target=100),
         "qlora": qlora(args.qlora_layers, steps=5, seq=1024),
         "generation": generation(batch=64, source=512, new_tokens=100, beams=4),
+        "engine_generation": engine_generation(batch=64, source=512, new_tokens=100, beams=4),
         "nccl": nccl(),
     }
     train, q, gen, dist = (results[k] for k in ("seq2seq_training", "qlora", "generation", "nccl"))
+    ct2 = results["engine_generation"]
     mfu = f"{train['mfu']:.1%}" if train["mfu"] is not None else "n/a (unknown card)"
     rows = [
         ("KoBART-shaped bf16 training", f"{train['tokens_per_s']:,.0f} tokens/s, MFU {mfu}", train["batch"]),
         (f"SOLAR-width QLoRA ({q['layers']} layers)", f"{q['seconds_per_step']:.2f} s/step, peak {q['peak_gib']:.2f} GiB",
          f"doctor {q['doctor_gib']:.2f} GiB ({q['off_by']:+.0%})"),
         ("batched generation", f"{gen['new_tokens_per_s']:,.0f} new tokens/s", gen["batch"]),
+        ("the same on CTranslate2", f"{ct2['new_tokens_per_s']:,.0f} new tokens/s "
+         f"({ct2['new_tokens_per_s'] / gen['new_tokens_per_s']:.2f}x)", f"{ct2['compute_type']}, conversion {ct2['convert_s']:.1f} s"),
         ("NCCL", f"{'ok' if dist['ok'] else 'WRONG SUM'} in {dist['init_and_allreduce_s']:.1f} s", f"{dist['gpus']} GPU(s)"),
     ]
     width = max(len(r[0]) for r in rows)

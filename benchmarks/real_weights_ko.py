@@ -14,7 +14,9 @@ What it does, as a user would with dsum:
      layer, one epoch, batch 1 x 4 with gradient checkpointing, lr --lr), each as its own process, with
      `model.name` naming the .gguf file, dsum's default Korean prompt, greedy decoding, --max-new-tokens, the
      board's mecab analyser;
-  4. one table: the board score of each, how many summaries hit max_new_tokens (cut) and how many are mostly
+  4. unless --no-engines, the zero-shot and the LoRA run's dev predictions again with generation.engine=ctranslate2,
+     fp32 and int8 (`dsum predict ... --set generation.engine=ctranslate2`), converted once each;
+  5. one table: the board score of each, how many summaries hit max_new_tokens (cut) and how many are mostly
      not in Hangul, wall time, and peak resident memory (ru_maxrss of the child process).
 
 The slices are fixed (file order), so a rerun at the same sizes scores the same dialogues.
@@ -76,6 +78,13 @@ def slices(work: Path, eval_rows: int, train_rows: int) -> None:
             writer.writerows(part)
 
 
+# The CTranslate2 rows: the --set flags of each (a run's own metrics.json names hf, so the engine is set explicitly).
+ENGINES = {
+    "ct2-fp32": ["--set", "generation.engine=ctranslate2", "--set", "generation.compute_type=float32"],
+    "ct2-int8": ["--set", "generation.engine=ctranslate2", "--set", "generation.compute_type=int8"],
+}
+
+
 def write_config(work: Path, gguf: Path, args) -> Path:
     """The recipe: `model.name` names the .gguf file; dsum's default Korean prompt; the board's mecab analyser."""
     import yaml
@@ -128,6 +137,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=100)
     parser.add_argument("--max-source-length", type=int, default=512)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--no-engines", dest="engines", action="store_false",
+                        help="skip the CTranslate2 predictions (generation.engine=ctranslate2, fp32 and int8)")
     parser.add_argument("--work", type=Path, default=None, help="where slices, logs and the run go (default: a temporary folder)")
     args = parser.parse_args()
     if not KOREAN.is_dir() or not FETCH.is_file():
@@ -140,14 +151,19 @@ def main() -> None:
     dsum = [sys.executable, "-m", "dsum"]
     common = ["-c", str(write_config(work, gguf, args))]
     print(f"model {gguf.name}; {args.eval_rows} dev dialogues scored, {args.train_rows} others trained on; work folder {work}", flush=True)
-    results = [
-        run("zero-shot", [*dsum, "predict", *common, "--checkpoint", str(gguf), "--split", "dev", "--out", str(work / "zero_shot_dev.csv")],
-            work / "zero_shot.log"),
-        run("LoRA", [*dsum, "train", *common], work / "train.log"),
-    ]
-    print(f"\n{'':10} {'board score':>11} {'cut':>7} {'non-Hangul':>10} {'time':>8} {'peak memory':>11}")
+    zero_shot = [*dsum, "predict", *common, "--checkpoint", str(gguf), "--split", "dev"]
+    results = [run("zero-shot", [*zero_shot, "--out", str(work / "zero_shot_dev.csv")], work / "zero_shot.log")]
+    # The same predictions on CTranslate2 (generation.engine), fp32 and int8: score and time beside generate()'s.
+    for name, extra in ENGINES.items() if args.engines else ():
+        results.append(run(f"zero-shot {name}", [*zero_shot, "--out", str(work / f"zero_shot_{name}.csv"), *extra],
+                           work / f"zero_shot_{name}.log"))
+    results.append(run("LoRA", [*dsum, "train", *common], work / "train.log"))
+    trained = [*dsum, "predict", *common, "--checkpoint", str(work / "runs" / "qwen0.5b-lora"), "--split", "dev"]
+    for name, extra in ENGINES.items() if args.engines else ():
+        results.append(run(f"LoRA {name}", [*trained, "--out", str(work / f"lora_{name}.csv"), *extra], work / f"lora_{name}.log"))
+    print(f"\n{'':18} {'board score':>11} {'cut':>7} {'non-Hangul':>10} {'time':>8} {'peak memory':>11}")
     for r in results:
-        print(f"{r['label']:10} {r['score']:11.2f} {r['cut']:>3}/{r['rows']:<3} {r['non_hangul']:>10} {r['seconds'] / 60:7.1f}m {r['peak_gb']:9.1f} GB")
+        print(f"{r['label']:18} {r['score']:11.2f} {r['cut']:>3}/{r['rows']:<3} {r['non_hangul']:>10} {r['seconds'] / 60:7.1f}m {r['peak_gb']:9.1f} GB")
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9
     print(f"peak resident memory of any child: {children:.1f} GB; this process: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB")

@@ -223,6 +223,13 @@ class GenerationConfig(Section):
     length_max_quantile: float = Field(0.95, ge=0, le=1)
     """length_control=buckets: a bucket's max new tokens = this quantile of its summaries' lengths + 1 (the eos),
     never above max_new_tokens."""
+    engine: Literal["hf", "ctranslate2"] = "hf"
+    """What runs the decoding loop of every verb that writes summaries (training's evaluation, predict, folds, tune):
+    hf = transformers generate(); ctranslate2 = CTranslate2 on the same token ids (dsum.model.engine_ct2: converted
+    once per checkpoint and cached; a logit ensemble or a 4/8-bit model runs on hf, said in one log line)."""
+    compute_type: Literal["auto", "float32", "int8", "int8_float16", "int16", "float16", "bfloat16"] = "auto"
+    """engine=ctranslate2: the weights' type as it computes. auto = float32 on a CPU, on a GPU training's precision
+    (bfloat16/float16/float32); int8 (CPU, GPU), int8_float16 and float16/bfloat16 (GPU), int16 (CPU with MKL) on request."""
 
 
 class EnsembleConfig(Section):

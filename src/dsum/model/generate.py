@@ -30,6 +30,7 @@ import torch
 
 from dsum.config import GenerationConfig
 from dsum.model.degenerate import EmptyAnswers
+from dsum.model.engine_ct2 import engine_for
 from dsum.model.length_control import limits, model_buckets, split_batches
 from dsum.model.precision import autocast
 from dsum.model.tokenization import framing_for, is_decoder_only
@@ -40,7 +41,8 @@ from dsum.util.oom import Halving
 MAX_BATCH_GROWTH = 4
 
 # Candidates drawn for MBR (dsum predict --samples): epsilon sampling, tokens below probability 0.02
-# cut, the choice of MBR studies (Freitag et al. 2023, "Epsilon sampling rocks").
+# cut, the choice of MBR studies (Freitag et al. 2023, "Epsilon sampling rocks"). CTranslate2 has no
+# epsilon sampling: it draws by top-p (dsum.model.engine_ct2.SAMPLING).
 SAMPLING = {"do_sample": True, "epsilon_cutoff": 0.02, "top_k": 0}
 
 
@@ -52,6 +54,8 @@ class GenerationStats:
     cut: list[int] = field(default_factory=list)
     regenerated: list[int] = field(default_factory=list)  # rows whose answer was empty, generated again
     still_empty: list[int] = field(default_factory=list)  # of those, the ones empty still
+    engine: str = "hf"  # what generated: "hf" or "ctranslate2" (a fallback to generate() says "hf")
+    compute_type: str | None = None  # the engine's compute type (ctranslate2), e.g. float32
 
 
 def generation_kwargs(gen: GenerationConfig) -> dict:
@@ -132,6 +136,7 @@ def generate_summaries(
     prompt=None,
     stats: GenerationStats | None = None,
     suppress_tokens: Sequence[int] | None = None,
+    keep_conversion: bool = True,
 ) -> list:
     """Summaries for `dialogues`, in their order, generated in length-sorted batches.
 
@@ -145,6 +150,9 @@ def generate_summaries(
     the left, and the summary is what follows the prompt up to a stop id. `stats` collects the indices
     of the rows cut at max_new_tokens; `suppress_tokens` are ids never generated (generation.korean_only).
     Rows whose answer decodes to nothing are generated again (dsum.model.degenerate; in `stats` too).
+    gen.engine picks the decoding loop (generate() or CTranslate2, dsum.model.engine_ct2; `stats.engine` says
+    which ran); keep_conversion: CTranslate2's conversion of these weights is kept in the cache for later
+    calls (False inside training, whose weights change before the next evaluation).
     """
     from dsum.util.progress import progress_bar
 
@@ -152,7 +160,7 @@ def generate_summaries(
     k = num_return_sequences
     steps = iter_generate(
         model, tokenizer, dialogues, gen, batch_size, max_source_length, precision, shard, k, sampling,
-        prompt=prompt, stats=stats, suppress_tokens=suppress_tokens,
+        prompt=prompt, stats=stats, suppress_tokens=suppress_tokens, keep_conversion=keep_conversion,
     )
     n_batches = next(steps)
     for batch, texts in progress_bar(steps, n_batches, "generate", "batch", show=progress):
@@ -166,6 +174,7 @@ def iter_generate(
     model, tokenizer, dialogues: Sequence[str], gen: GenerationConfig, batch_size: int, max_source_length: int,
     precision: str = "fp32", shard: tuple[int, int] = (0, 1), num_return_sequences: int = 1, sampling: bool = False,
     *, prompt=None, stats: GenerationStats | None = None, suppress_tokens: Sequence[int] | None = None,
+    keep_conversion: bool = True,
 ):
     """generate_summaries one batch at a time: yields the number of batches, then (indices, summaries) per batch.
 
@@ -196,12 +205,18 @@ def iter_generate(
         kwargs["suppress_tokens"] = list(suppress_tokens)
     # Decoder-only: prompts padded on the left, so every row's continuation starts at the same column.
     side = framing.padding_side
+    engine = engine_for(model, tokenizer, gen, precision, keep_conversion)
+    if stats is not None:
+        stats.engine, stats.compute_type = ("ctranslate2", engine.compute_type) if engine else ("hf", None)
 
     def run(rows: list[int], extra=None) -> list[list[int]]:
+        settings = {**kwargs, **(limits(buckets, lengths[rows[0]]) if buckets else {})}
+        settings.update(extra(settings) if extra else {})  # rows generated again (dsum.model.degenerate)
+        if engine is not None and engine.takes(settings):
+            # The same ids in; sequences out as generate() gives them, for the same framing to decode.
+            return engine.generate([encoded[i] for i in rows], settings, model.generation_config, sampling)
         with torch.inference_mode(), autocast(precision, device):
             inputs = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt", padding_side=side).to(device)
-            settings = {**kwargs, **(limits(buckets, lengths[rows[0]]) if buckets else {})}
-            settings.update(extra(settings) if extra else {})  # rows generated again (dsum.model.degenerate)
             output = model.generate(**inputs, **settings, **beam_search_cache(model, gen))  # a fresh cache per call
         return framing.outputs(output, inputs["input_ids"].shape[1])
 

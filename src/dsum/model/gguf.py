@@ -26,7 +26,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from dsum.util.errors import UserError
+from dsum.util.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,6 @@ def convert(path: Path, folder: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        from dsum.model.tokenization import first_line
-
         raise UserError(f"cannot load GGUF file {path}: {first_line(exc)} (transformers reads GGUF files of the "
                         "architectures it lists as GGUF-supported, e.g. llama, qwen2, mistral, gemma)") from None
     if hasattr(config, "quantization_config"):

@@ -234,6 +234,22 @@ def generation_bytes(config, gen: EvalGeneration, value_bytes: int = 2) -> int:
     return cache + prefill + scores
 
 
+def weight_bytes(model, quantization: str, params: int, loaded: int, dtype: str) -> tuple[int, str]:
+    """(bytes, how) of the weights as loaded: packed by bitsandbytes (4bit/8bit: the linear layers but the head;
+    every other weight cast to fp32 by prepare_model_for_kbit_training) or in the config's dtype."""
+    if quantization not in ("4bit", "8bit"):
+        return loaded, f"{params / 1e9:.2f}B params in {dtype}"
+    packed = {id(m.weight): m for m in linear_layers(model, "all-linear").values()}
+    quantized = sum(p.numel() for p in model.parameters() if id(p) in packed)
+    if quantization == "4bit":
+        weights, how = quantized * NF4_BYTES, f"{quantized / 1e9:.2f}B linear params in NF4 + double quantization (4.127 bits)"
+    else:
+        weights = quantized * INT8_BYTES + sum(m.out_features * 4 for m in packed.values())
+        how = f"{quantized / 1e9:.2f}B linear params in int8 + fp32 row scales"
+    rest = params - quantized
+    return int(weights + rest * 4), f"{how}, {rest / 1e9:.2f}B (embeddings, head, norms) in fp32"
+
+
 def estimate_training_memory(
     model_config,
     lora=None,
@@ -271,20 +287,7 @@ def estimate_training_memory(
     width = 4 if precision == "fp32" else 2
     how: dict[str, str] = {}
 
-    if quantization in ("4bit", "8bit"):
-        packed = {id(m.weight): m for m in linear_layers(model, "all-linear").values()}
-        quantized = sum(p.numel() for p in model.parameters() if id(p) in packed)
-        if quantization == "4bit":
-            weights = quantized * NF4_BYTES
-            how["weights"] = f"{quantized / 1e9:.2f}B linear params in NF4 + double quantization (4.127 bits)"
-        else:
-            weights = quantized * INT8_BYTES + sum(m.out_features * 4 for m in packed.values())
-            how["weights"] = f"{quantized / 1e9:.2f}B linear params in int8 + fp32 row scales"
-        weights += (params - quantized) * 4
-        how["weights"] += f", {(params - quantized) / 1e9:.2f}B (embeddings, head, norms) in fp32"
-    else:
-        weights = loaded
-        how["weights"] = f"{params / 1e9:.2f}B params in {dtype}"
+    weights, how["weights"] = weight_bytes(model, quantization, params, loaded, dtype)
 
     if lora is not None:
         lora_params = lora_parameter_count(model, lora.r, lora.target_modules)

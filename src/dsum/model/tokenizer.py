@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dsum.data.text import TOKEN_PATTERN
-from dsum.util.errors import UserError
+from dsum.util.errors import UserError, first_line
 from dsum.util.hub import ask_hub_first, load_problem
 
 # A control token: `<s>`, `<usr>`, `<unused7>`, `<extra_id_0>`, `<|im_end|>`, `[CLS]`. KoBART also marks
@@ -52,11 +52,6 @@ def load_tokenizer(name_or_path: str | Path, local_only: bool = False):
             return PreTrainedTokenizerFast.from_pretrained(str(name_or_path), local_files_only=local_only)
         except (OSError, TypeError, ValueError):
             raise UserError(f"cannot load the tokenizer of {name_or_path!r}: {first_line(auto_error)}") from None
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _metaspace(tokenizer):

@@ -29,3 +29,9 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, status: str, exit_code: int):
         super().__init__(message)
         self.status, self.exit_code = status, exit_code
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -39,6 +39,7 @@ def run_checks(cfg: Config, source: str = "config") -> list[Check]:
         check_data(cfg),
         check_model(cfg.model),
         check_tokenizer(cfg),
+        check_engine(cfg),
         *check_llm(cfg),
         check_tracking(cfg),
         check_disk(cfg),
@@ -114,6 +115,18 @@ def check_data(cfg: Config) -> Check:
     if warnings:
         return Check("data", WARN, f"rows: {rows}; {warnings} warning(s) (see dsum data check)")
     return Check("data", OK, f"rows: {rows}; no problem found")
+
+
+def check_engine(cfg: Config) -> Check:
+    """generation.engine: its device, compute type and what would run on generate() (dsum.model.engine_ct2)."""
+    from dsum.model.engine_ct2 import engine_summary
+    from dsum.model.loading import load_model_config
+
+    try:
+        level, detail = engine_summary(cfg, load_model_config(cfg.model))
+    except UserError as exc:
+        return Check("engine", WARN, f"generation.engine={cfg.generation.engine}; the model's config does not load: {exc}")
+    return Check("engine", level, detail)
 
 
 def check_model(model: ModelConfig) -> Check:

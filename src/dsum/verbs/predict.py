@@ -18,6 +18,7 @@ from dsum.data.files import Example, read_examples, reference_map
 from dsum.util.errors import UserError
 from dsum.data.korean import foreign_script_ids, is_korean_data, mostly_not_hangul
 from dsum.model.degenerate import report_empty
+from dsum.model.engine_ct2 import check_engine
 from dsum.model.gguf import is_gguf
 from dsum.metric.rouge import score_texts
 from dsum.model.loading import check_quantization, checkpoint_folder, load_for_inference, with_model_defaults
@@ -37,7 +38,7 @@ def split_path(cfg: Config, split: str) -> Path:
 
 def summarize(
     cfg: Config, model, tokenizer, examples: list[Example], normalizer, progress: bool = True, candidates: int = 1,
-    sample: bool = False, report: Path | None = None,
+    sample: bool = False, report: Path | None = None, stats=None,
 ) -> dict[str, list[str]]:
     """fname → its summaries (always a list), with the config's generation settings, at the precision training used.
 
@@ -45,7 +46,7 @@ def summarize(
     sample: K summaries drawn instead (dsum.model.generate.SAMPLING), seeded with general.seed.
     generation.korean_only (decoder-only): rows answered mostly not in Hangul are generated again with
     other scripts banned. report: print how many summaries were cut at max_new_tokens and how many are
-    mostly not Hangul, listed in this CSV (fname, summary).
+    mostly not Hangul, listed in this CSV (fname, summary). stats: a GenerationStats to fill (which engine ran).
     """
     from dsum.model.generate import GenerationStats, generate_summaries  # torch: imported once a model is at hand
     from dsum.model.precision import resolve_precision
@@ -58,7 +59,7 @@ def summarize(
 
         gen = gen.model_copy(update={"num_beams": 1})
         torch.manual_seed(cfg.general.seed)  # generate draws from torch's generator: same seed, same samples
-    stats = GenerationStats()
+    stats = GenerationStats() if stats is None else stats
     run = functools.partial(
         generate_summaries, model=model, tokenizer=tokenizer, gen=gen, batch_size=cfg.training.eval_batch_size,
         max_source_length=cfg.model.max_source_length, precision=precision, progress=progress, prompt=cfg.prompt,
@@ -174,9 +175,13 @@ def predict_split(
     examples = check_split_inputs(cfg, split) if examples is None else examples
     k = candidates or 1
     report = non_korean_file(out) if out is not None and k == 1 else None
-    beams = summarize(cfg, model, tokenizer, examples, normalizer, progress, candidates=k, report=report)
+    from dsum.model.generate import GenerationStats
+
+    stats = GenerationStats()
+    beams = summarize(cfg, model, tokenizer, examples, normalizer, progress, candidates=k, report=report, stats=stats)
     predictions = {fname: texts[0] for fname, texts in beams.items()}
-    result: dict = {"path": str(out) if out is not None else None}
+    # Which decoding loop made these summaries (metrics.json keeps it: dsum predict on the run uses the same).
+    result: dict = {"path": str(out) if out is not None else None, "engine": stats.engine, "compute_type": stats.compute_type}
     if split == "dev":
         score = score_texts(predictions, reference_map(examples), analyser=cfg.metric.tokenizer)
         if out is not None:
@@ -188,6 +193,23 @@ def predict_split(
         drawn = summarize(cfg, model, tokenizer, examples, normalizer, progress, candidates=samples, sample=True) if samples else None
         result["candidates"] = str(write_candidates(Path(out).with_name(f"{Path(out).stem}_candidates.csv"), beams, drawn))
     return result
+
+
+def run_engine(cfg: Config, folder: Path) -> Config:
+    """cfg with the engine and compute type the checkpoint's run scored with (its metrics.json), unless the
+    config sets generation.engine itself: dsum predict on a run then reproduces the run's dev score."""
+    from dsum.runs.read import read_json
+
+    path = Path(folder).parent / "metrics.json"
+    if "engine" in cfg.generation.model_fields_set or not path.is_file():
+        return cfg
+    made = read_json(path).get("engine") or {}
+    if made.get("name") in (None, cfg.generation.engine):
+        return cfg
+    log.info(f"generation.engine={made['name']} (compute type {made.get('compute_type') or 'auto'}): the engine that "
+             f"made {path}'s dev score (set generation.engine to choose another)")
+    update = {"engine": made["name"], "compute_type": made.get("compute_type") or "auto"}
+    return cfg.model_copy(update={"generation": cfg.generation.model_copy(update=update)})
 
 
 DEFAULT_OUT = {"dev": "dev_predict.csv", "test": "test_submission.csv"}  # beside the (first) checkpoint
@@ -208,7 +230,10 @@ def predict(
         check_candidates(candidates, cfg.generation.num_beams)
     if samples is not None and samples < 1:
         raise UserError(f"--samples {samples}: give the number of summaries to draw per row, 1 or more")
-    folders = [checkpoint_folder(path) for path in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
+    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]
+    check_engine(cfg.generation, len(checkpoints))
+    folders = [checkpoint_folder(path) for path in checkpoints]
+    cfg = run_engine(cfg, folders[0])
     if out is None:
         # A .gguf file often lies where nothing may be written (a shared models folder): its file goes here.
         out = Path(DEFAULT_OUT[split]) if is_gguf(folders[0]) else folders[0].parent / DEFAULT_OUT[split]

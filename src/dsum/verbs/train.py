@@ -20,6 +20,7 @@ import pandas as pd
 from dsum.config import Config
 from dsum.data.splits import TrainData, load_data
 from dsum.model.checks import check_settings
+from dsum.model.engine_ct2 import check_engine
 from dsum.model.generate import generation_kwargs
 from dsum.model.length_control import fit_for_training
 from dsum.model.loading import (
@@ -108,6 +109,7 @@ def check_training(cfg: Config):
     check_quantization(cfg.lora)
     check_optimizer(cfg.training.optimizer)  # paged optimizers need CUDA; 4bit/8bit run wherever bitsandbytes does
     check_settings(cfg, model_config)  # LoRA targets and the prompt's chat template
+    check_engine(cfg.generation)  # generation.engine's compute type on this device, refused before the model loads
     if cfg.training.packing and not decoder_only:
         raise UserError("training.packing is for decoder-only models: set training.packing=false for a seq2seq model")
     if decoder_only and cfg.generation.length_control != "none":
@@ -240,6 +242,7 @@ def finish_run(cfg: Config, run_dir: Path, trainer, tokenizer, data: TrainData) 
         log.warning(f"training finished, but it wrote no submission: {problem}")
     return {
         "dev": {k: dev[k] for k in ("score", "rouge1", "rouge2", "rougeL", "rows")},
+        "engine": {"name": dev["engine"], "compute_type": dev["compute_type"]},  # what generated the dev summaries
         "submission": submission,
         **({"submission_problem": problem} if problem else {}),
         "best_checkpoint": state.best_model_checkpoint,

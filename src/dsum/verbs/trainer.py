@@ -114,6 +114,7 @@ class DevEvaluation:
         texts = generate_summaries(
             model, self.tokenizer, self.sources, self.cfg.generation, self.cfg.training.eval_batch_size,
             self.cfg.model.max_source_length, self.precision, progress=False, shard=(rank, world), prompt=self.cfg.prompt,
+            keep_conversion=False,  # generation.engine=ctranslate2: these weights change before the next evaluation
         )
         found = {fname: text for fname, text in zip(self.fnames, texts) if text is not None}
         if world > 1:
