@@ -218,7 +218,7 @@ def predict(
         None, "--candidates", help="Also write the K best beams per row (K ≤ generation.num_beams) to <out stem>_candidates.csv, for dsum ensemble mbr."
     ),
     samples: Optional[int] = typer.Option(
-        None, "--samples", help="Also draw S summaries per row (epsilon sampling, seeded by general.seed) into the candidates file."
+        None, "--samples", help="Also draw S summaries per row into the candidates file, seeded by general.seed (epsilon sampling on generate(), top-p 0.9 on generation.engine=ctranslate2)."
     ),
     set_: list[str] = SetOption,
 ) -> None:

@@ -125,10 +125,12 @@ def cpu_lacks() -> str:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the compute types refused are a CPU's")
-@pytest.mark.parametrize("setting", ["engine", "compute_type"])
+@pytest.mark.parametrize("setting", ["engine", "compute_type", "compute_type_on_hf"])
 def test_bad_engine_settings_end_in_one_line_before_a_model_loads(tmp_path, setting):
     if setting == "engine":
         settings, message = ["generation.engine=vllm"], "generation.engine: Input should be 'hf' or 'ctranslate2'"
+    elif setting == "compute_type_on_hf":
+        settings, message = ["generation.compute_type=int8"], "generation.compute_type=int8 applies to generation.engine=ctranslate2 only"
     else:
         lacking = cpu_lacks()
         settings = ["generation.engine=ctranslate2", f"generation.compute_type={lacking}"]

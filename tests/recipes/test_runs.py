@@ -236,6 +236,15 @@ def test_predict_candidates_writes_the_k_best_beams_for_mbr(runs, tmp_path, monk
     assert sampled["summary"][sampled["kind"] == "sample"].nunique() > 20  # draws differ from each other
     again = predict(cfg, runs / "demo", "dev", tmp_path / "again.csv", samples=3)["candidates"]
     assert pd.read_csv(again, dtype={"summary": str}, keep_default_na=False).equals(sampled)
+    # On CTranslate2 (top-p 0.9, seeded): the same layout, draws that differ, the same file twice.
+    on_ct2 = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"engine": "ctranslate2"})})
+    drawn_ct2 = [
+        pd.read_csv(predict(on_ct2, runs / "demo", "dev", tmp_path / f"ct2_{i}.csv", samples=3)["candidates"],
+                    dtype={"summary": str}, keep_default_na=False)
+        for i in (1, 2)
+    ]
+    assert drawn_ct2[0]["kind"].tolist() == sampled["kind"].tolist() and drawn_ct2[0].equals(drawn_ct2[1])
+    assert drawn_ct2[0]["summary"][drawn_ct2[0]["kind"] == "sample"].nunique() > 20
     with pytest.raises(UserError, match=r"--candidates 3: .*1 ≤ K ≤ generation.num_beams \(2\)"):
         predict(cfg, runs / "demo", "dev", out, candidates=3)
 

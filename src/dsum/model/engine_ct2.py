@@ -107,8 +107,14 @@ def resolve_compute_type(compute_type: str, device: str, precision: str = "fp32"
 
 def check_engine(gen, checkpoints: int = 1) -> None:
     """What generation.engine=ctranslate2 cannot do, refused before any model loads: a compute type this device
-    lacks, and a logit ensemble (several --checkpoint) when the config asks for the engine by name."""
+    lacks, a logit ensemble (several --checkpoint) when the config asks for the engine by name, and a compute type
+    given to generate(), which would silently ignore it."""
     if gen.engine != "ctranslate2":
+        if gen.compute_type != "auto":
+            raise UserError(
+                f"generation.compute_type={gen.compute_type} applies to generation.engine=ctranslate2 only (generate() runs "
+                "at training's precision): add --set generation.engine=ctranslate2, or leave compute_type at auto"
+            )
         return
     if checkpoints > 1 and "engine" in gen.model_fields_set:
         raise UserError(
@@ -370,10 +376,12 @@ _LOGGED: set[str] = set()  # fallback reasons already said in this process (trai
 _KEPT: dict[str, Engine] = {}  # the last engine loaded from the cache, reused while the weights are the same
 
 
-def engine_for(model, tokenizer, gen, precision: str = "fp32", keep: bool = True) -> Engine | None:
+def engine_for(model, tokenizer, gen, precision: str = "fp32", keep: bool = True, reopen: bool = False) -> Engine | None:
     """The CTranslate2 engine for `model` as it is now, or None where generate() runs (engine hf, or a
     fallback, said once in the log). keep: convert once into the cache and reuse it (dsum predict, tune);
     else convert into a temporary folder (the evaluation inside training: the weights change every time).
+    reopen: a new engine even when one is kept (sampling: CTranslate2's random generator is per worker thread,
+    seeded once when the thread first draws, so only fresh threads make a seeded pass repeat its draws).
     `gen`: the GenerationConfig (engine, compute_type, and the settings that decide a fallback)."""
     if gen.engine != "ctranslate2":
         return None
@@ -392,7 +400,7 @@ def engine_for(model, tokenizer, gen, precision: str = "fp32", keep: bool = True
                 folder = convert(plain, tokenizer, resolved, Path(scratch) / "model")
                 return Engine(_open(folder, seq2seq, device, resolved), seq2seq, resolved, device)
         key = f"{plain.config.model_type}-{weights_key(plain, resolved)}"
-        if key in _KEPT:
+        if key in _KEPT and not reopen:
             return _KEPT[key]
         folder = cache_root() / key
         if not (folder / DONE_FILE).is_file():

@@ -205,7 +205,7 @@ def iter_generate(
         kwargs["suppress_tokens"] = list(suppress_tokens)
     # Decoder-only: prompts padded on the left, so every row's continuation starts at the same column.
     side = framing.padding_side
-    engine = engine_for(model, tokenizer, gen, precision, keep_conversion)
+    engine = engine_for(model, tokenizer, gen, precision, keep_conversion, reopen=sampling)
     if stats is not None:
         stats.engine, stats.compute_type = ("ctranslate2", engine.compute_type) if engine else ("hf", None)
 
