@@ -315,7 +315,17 @@ def tracker_config(tmp_path, *overrides: str):
     return load_config(REPO / "configs/demo.yaml", [f"general.output_dir={tmp_path}", *overrides])
 
 
-def test_wandb_unreachable_at_the_start_goes_offline(tmp_path, monkeypatch):
+@pytest.fixture
+def wandb_service_stopped():
+    """W&B's service, started in this process by the test, stopped after it: it leaves WANDB_SERVICE in the
+    environment, which a later test's monkeypatch could restore after that service is gone."""
+    yield
+    import wandb
+
+    wandb.teardown()
+
+
+def test_wandb_unreachable_at_the_start_goes_offline(tmp_path, monkeypatch, wandb_service_stopped):
     from dsum.runs.tracking import start_tracker
 
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")

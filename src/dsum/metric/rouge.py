@@ -151,11 +151,12 @@ def _f1(overlap: int, hyp_count: int, ref_count: int) -> float:
     return 2.0 * ((precision * recall) / (precision + recall + _EPS))
 
 
-def _lcs_words(x: list[int], y: list[int]) -> list[int]:
-    """Words of the LCS of x (reference sentence) and y (hypothesis sentence).
+def lcs_pairs(x: list, y: list) -> list[tuple[int, int]]:
+    """(i, j) positions of the LCS of x (reference sentence) and y (hypothesis sentence), last first.
 
     The package's tie rule decides WHICH LCS when several exist, and that changes the ROUGE-L
     set union, so it is kept: on a mismatch go up if table[i-1][j] > table[i][j-1], else left.
+    dsum inspect highlights these same positions.
     """
     # Full DP table, one list per row of x.
     prev = [0] * (len(y) + 1)
@@ -174,18 +175,18 @@ def _lcs_words(x: list[int], y: list[int]) -> list[int]:
         table.append(row)
         prev = row
     # Iterative back-tracking (the package recurses).
-    words = []
+    pairs = []
     i, j = len(x), len(y)
     while i > 0 and j > 0:
         if x[i - 1] == y[j - 1]:
-            words.append(x[i - 1])
+            pairs.append((i - 1, j - 1))
             i -= 1
             j -= 1
         elif table[i - 1][j] > table[i][j - 1]:
             i -= 1
         else:
             j -= 1
-    return words
+    return pairs
 
 
 def _rouge_prepared(hyp: _Prepared | None, ref: _Prepared | None) -> tuple[float, float, float]:
@@ -202,7 +203,7 @@ def _rouge_prepared(hyp: _Prepared | None, ref: _Prepared | None) -> tuple[float
             # LCS words are common words; if all of them are already in the union, skip the DP.
             if (ref_set & hyp_set) <= union:
                 continue
-            union.update(_lcs_words(ref_sentence, hyp_sentence))
+            union.update(ref_sentence[i] for i, _ in lcs_pairs(ref_sentence, hyp_sentence))
     llcs = len(union)
     r_lcs = llcs / len(ref.unigrams)
     p_lcs = llcs / len(hyp.unigrams)

@@ -29,13 +29,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from dsum.model.tokenization import is_decoder_only
+from dsum.util.atomic import cache_folder
 from dsum.util.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -294,18 +294,9 @@ def convert(model, tokenizer, compute_type: str, folder: Path) -> Path:
     spec = _model_spec(model, tokenizer, compute_type)
     spec.validate()
     spec.optimize(quantization=compute_type)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with cache_folder(folder, DONE_FILE) as staging:
         spec.save(str(staging))
         (staging / DONE_FILE).write_text(json.dumps({"compute_type": compute_type}) + "\n", encoding="utf-8")
-        try:
-            staging.rename(folder)
-        except OSError:
-            if not (folder / DONE_FILE).is_file():  # not another process's finished conversion: a real failure
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

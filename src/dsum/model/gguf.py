@@ -21,11 +21,10 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
+from dsum.util.atomic import cache_folder
 from dsum.util.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
@@ -113,21 +112,12 @@ def convert(path: Path, folder: Path) -> Path:
         owner = model.get_submodule(module_name)
         setattr(owner, buffer_name, getattr(loaded.get_submodule(module_name), buffer_name))
     model.generation_config = loaded.generation_config
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with cache_folder(folder, SOURCE_FILE) as staging:
         model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         stat = path.stat()
-        (staging / SOURCE_FILE).write_text(
+        (staging / SOURCE_FILE).write_text(  # written last: its presence marks a whole conversion
             json.dumps({"gguf": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}, indent=2) + "\n",
             encoding="utf-8",
         )
-        try:
-            staging.rename(folder)
-        except OSError:
-            if not (folder / SOURCE_FILE).is_file():  # not another process's finished conversion: a real failure
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder

@@ -7,7 +7,7 @@ words and remembers where each one sits in the original text, so the page can hi
 * unigram match: a word the other text has (ROUGE-1 counts each distinct word once);
 * bigram match: a word in a pair of consecutive words the other text also has (ROUGE-2);
 * LCS: the words of the longest common subsequences that ROUGE-L unites, found with the scorer's
-  own tie rule (dsum.metric.rouge._lcs_words), sentence pair by sentence pair.
+  own tie rule (dsum.metric.rouge.lcs_pairs), sentence pair by sentence pair.
 
 A `#PersonN#` tag is four morphemes for mecab (#, Person, 1, #): the page draws one box around them.
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from dsum.metric.rouge import lcs_pairs
 
 UNIGRAM, BIGRAM, LCS, NEW = 1, 2, 4, 8  # class bits of a word; NEW: not in the dialogue (hallucination?)
 _WORDS = re.compile(r"\S+")
@@ -83,36 +85,6 @@ def scorer_words(text: str, morphs: Callable[[str], list[str]]) -> Words:
     return Words(text, tuple(words), tuple(spans), tuple(sentence))
 
 
-def lcs_positions(x: list[str], y: list[str]) -> list[tuple[int, int]]:
-    """(i, j) pairs of the LCS of x and y, back-tracked with the scorer's tie rule (rouge._lcs_words)."""
-    prev = [0] * (len(y) + 1)
-    table = [prev]
-    for xi in x:
-        row, left = [0], 0
-        for j, yj in enumerate(y):
-            if xi == yj:
-                left = prev[j] + 1
-            else:
-                up = prev[j + 1]
-                if up > left:
-                    left = up
-            row.append(left)
-        table.append(row)
-        prev = row
-    pairs = []
-    i, j = len(x), len(y)
-    while i > 0 and j > 0:
-        if x[i - 1] == y[j - 1]:
-            pairs.append((i - 1, j - 1))
-            i -= 1
-            j -= 1
-        elif table[i - 1][j] > table[i][j - 1]:
-            i -= 1
-        else:
-            j -= 1
-    return pairs[::-1]
-
-
 def match_classes(hyp: Words, ref: Words) -> tuple[list[int], list[int]]:
     """Class bits (UNIGRAM, BIGRAM, LCS) of each word of hyp and of ref."""
     hyp_set, ref_set = set(hyp.words), set(ref.words)
@@ -133,7 +105,7 @@ def match_classes(hyp: Words, ref: Words) -> tuple[list[int], list[int]]:
             hyp_words = [hyp.words[i] for i in hyp_sentence]
             if (set(ref_words) & set(hyp_words)) <= union:
                 continue
-            for i, j in lcs_positions(ref_words, hyp_words):
+            for i, j in lcs_pairs(ref_words, hyp_words):
                 union.add(ref_words[i])
                 ref_bits[ref_sentence[i]] |= LCS
                 hyp_bits[hyp_sentence[j]] |= LCS

@@ -64,3 +64,22 @@ def new_folder(out: Path, what: str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def cache_folder(folder: Path, done_file: str):
+    """Yield a temporary folder beside `folder` that becomes `folder` when the block ends, or vanishes on an error:
+    a cache entry (a converted model) is whole or absent. The block writes `done_file` last; when another process
+    finished the same entry first, its copy is kept and this one dropped."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        yield staging
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not (folder / done_file).is_file():  # not another process's finished entry: a real failure
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
