@@ -40,6 +40,7 @@ from dsum.util.atomic import atomic_write_text, write_json
 from dsum.util.distributed import init_distributed, is_main_process, world_size
 from dsum.util.errors import RunStopped, UserError
 from dsum.verbs.faults import guard_training
+from dsum.verbs.train_progress import stop_displays
 from dsum.verbs.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def train(cfg: Config, resume: bool | Path = False, callbacks: Sequence = ()) ->
             return run_dir
         metrics = finish_run(cfg, run_dir, trainer, tokenizer, data)
     except BaseException as exc:
+        stop_displays()
         # A crash, a pruned trial, a fault survived or Ctrl-C: the tracker and `dsum runs` must not show it as running.
         if main:
             tracker.finish({}, failed=True)

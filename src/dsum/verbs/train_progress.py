@@ -25,6 +25,13 @@ def evaluation_line(epoch: float | None, step: int, logs: dict, best: float | No
     return f"{where}: {score}{tail}" + (f"; train loss {loss:.4g}" if loss is not None else "")
 
 
+def stop_displays() -> None:
+    """End every display still open: before the one line of a run that stopped, so the bar is not drawn after it."""
+    for display in _active:
+        display.stop()
+    _active.clear()
+
+
 class TrainingProgress(TrainerCallback):
     """The rich display of one training run (see the module's docstring)."""
 
@@ -39,9 +46,7 @@ class TrainingProgress(TrainerCallback):
 
         if not state.is_world_process_zero:
             return
-        for display in _active:  # a run that ended in an exception (a pruned tune trial) left its display open
-            display.stop()
-        _active.clear()
+        stop_displays()  # a run that ended in an exception (a pruned tune trial) left its display open
         # No refresh thread: the bar is drawn at each step, so a display left open by an exception stays still.
         self.progress = Progress(
             TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(),
